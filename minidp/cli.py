@@ -1,0 +1,59 @@
+"""`minidp` command line: a thin argparse layer over the library.
+
+Each subcommand lives in its own module under ``minidp/commands/`` and exposes
+``add_parser(subparsers)``, which registers the subcommand and sets ``func(args) -> int`` as its
+handler. Errors the user can fix (bad arguments, missing files) are raised as ``UsageError`` and
+printed as one line, exit status 2 — never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+# In the order `minidp --help` lists them. A module that does not exist yet is skipped.
+COMMAND_MODULES = (
+    "minidp.commands.demo",
+    "minidp.commands.train",
+    "minidp.commands.privacy",   # epsilon, sigma
+    "minidp.commands.info",
+)
+
+
+from minidp.errors import MinidpError
+
+
+class UsageError(MinidpError):
+    """A problem with the user's input (argument, file, field): printed as one line, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minidp",
+        description="Differentially private fine-tuning of RoBERTa/BERT in NumPy/CuPy, "
+        "with random-matrix-theory gradient denoising.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except MinidpError as err:  # includes UsageError, DataError, ConfigError, PrivacyError
+        print(f"minidp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

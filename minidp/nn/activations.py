@@ -1,0 +1,47 @@
+"""Elementwise activations and softmax, each a forward/backward pair.
+
+gelu: the exact-erf GELU of Hugging Face's "gelu": y = x Φ(x) = ½ x (1 + erf(x / √2)).
+tanh: y = tanh(x).
+softmax over the last axis (stable: see minidp.numerics.softmax).
+"""
+from __future__ import annotations
+
+from minidp.backend import array_module
+from minidp.numerics import INV_SQRT2, INV_SQRT_2PI, erf
+from minidp.numerics import softmax as _stable_softmax
+
+
+def gelu_forward(x):
+    cdf = 0.5 * (1.0 + erf(x * INV_SQRT2))  # Φ(x), (same shape as x)
+    return x * cdf, (x, cdf)  # cache: the input and Φ(x)
+
+
+def gelu_backward(cache, dy):
+    """d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π)."""
+    x, cdf = cache
+    xp = array_module(x)
+    pdf = xp.exp(-0.5 * x * x) * INV_SQRT_2PI
+    return dy * (cdf + x * pdf)
+
+
+def tanh_forward(x):
+    xp = array_module(x)
+    y = xp.tanh(x)
+    return y, y  # cache: the output
+
+
+def tanh_backward(cache, dy):
+    """d/dx tanh(x) = 1 − tanh(x)²."""
+    y = cache
+    return dy * (1.0 - y * y)
+
+
+def softmax_forward(x):
+    y = _stable_softmax(x, axis=-1)
+    return y, y  # cache: the output
+
+
+def softmax_backward(cache, dy):
+    """dx_j = y_j (dy_j − Σ_k dy_k y_k)   (the Jacobian diag(y) − y yᵀ applied to dy)."""
+    y = cache
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))

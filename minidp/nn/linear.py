@@ -1,0 +1,33 @@
+"""Linear layer in Hugging Face layout: y = x Wᵀ + b, W (d_out, d_in), b (d_out,).
+
+Shapes: x (B, T, d_in) or (B, d_in) -> y (B, T, d_out) or (B, d_out).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minidp.per_example import DenseRecord, LinearRecord, SharedInput
+
+
+@dataclass
+class LinearCache:
+    x: SharedInput  # the input (B, T, d_in), wrapped so layers reading the same x share its Gram matrix
+
+
+def forward(p, x, shared_input: SharedInput | None = None):
+    """y = x Wᵀ + b. ``shared_input`` (optional) wraps ``x`` when several layers read it (Q, K, V)."""
+    y = x @ p["weight"].T  # (B, T, d_in) @ (d_in, d_out) -> (B, T, d_out)
+    if "bias" in p:
+        y = y + p["bias"]  # (B, T, d_out)
+    x_record = shared_input if shared_input is not None else SharedInput(x)
+    return y, LinearCache(x=x_record)
+
+
+def backward(p, cache: LinearCache, dy):
+    """dx = dy W; per-example records ∇_i W = dy_iᵀ x_i and ∇_i b = Σ_t dy_it."""
+    dx = dy @ p["weight"]  # (B, T, d_out) @ (d_out, d_in) -> (B, T, d_in)
+    records = {"weight": LinearRecord(cache.x, dy)}
+    if "bias" in p:
+        db = dy if dy.ndim == 2 else dy.sum(axis=1)  # (B, d_out): per-example bias gradients
+        records["bias"] = DenseRecord(db)
+    return dx, records

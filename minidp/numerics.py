@@ -1,0 +1,44 @@
+"""Numerically delicate helpers, each with the identity it relies on. Array-module agnostic (NumPy/CuPy)."""
+from __future__ import annotations
+
+import math
+
+from minidp.backend import array_module
+
+
+def softmax(x, axis: int = -1):
+    """softmax(x)_j = exp(x_j − m) / Σ_k exp(x_k − m), m = max_k x_k (shifting by m changes nothing and
+    keeps every exponent ≤ 0, so nothing overflows)."""
+    xp = array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    e = xp.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def logsumexp(x, axis: int = -1, keepdims: bool = False):
+    """log Σ_k exp(x_k) = m + log Σ_k exp(x_k − m), m = max_k x_k."""
+    xp = array_module(x)
+    m = x.max(axis=axis, keepdims=True)
+    out = m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
+    return out if keepdims else out.squeeze(axis)
+
+
+def log_softmax(x, axis: int = -1):
+    """log softmax(x)_j = x_j − logsumexp(x)."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def erf(x):
+    """The error function, elementwise: SciPy's on NumPy arrays, CuPy's on GPU arrays."""
+    xp = array_module(x)
+    if xp.__name__ == "numpy":
+        from scipy.special import erf as _erf  # noqa: PLC0415
+
+        return _erf(x)
+    from cupyx.scipy.special import erf as _erf  # noqa: PLC0415
+
+    return _erf(x)
+
+
+INV_SQRT2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

@@ -37,7 +37,7 @@ def rel_err(a, b):
     return diff / scale if scale > ZERO_SCALE else diff
 
 
-def check_records(records, params, loss_of_example, batch_size, tol=1e-6):
+def check_records(records, params, loss_of_example, batch_size, tol=1e-6, examples=None):
     """Every record against finite differences: summed, per example, and the norms.
 
     ``loss_of_example(i)`` -> L_i; ``params`` {name: array} (the arrays the records refer to).
@@ -46,7 +46,7 @@ def check_records(records, params, loss_of_example, batch_size, tol=1e-6):
     errors = {}
     for name, record in records.items():
         per_example = np.asarray(record.per_example())
-        for i in range(batch_size):
+        for i in range(batch_size) if examples is None else examples:
             numeric_i = numerical_grad(lambda i=i: loss_of_example(i), params[name])
             err = rel_err(per_example[i], numeric_i)
             assert err <= tol, f"{name} example {i}: max rel err {err:.2e}"

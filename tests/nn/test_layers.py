@@ -15,7 +15,7 @@ from minidp.nn import activations, attention, dropout, embedding, layernorm, lin
 from minidp.per_example import LinearRecord
 from tests.nn.gradcheck import check_records, numerical_grad, rel_err
 
-SETTINGS = settings(max_examples=6, deadline=None)
+SETTINGS = settings(max_examples=15, deadline=None)
 TOL = 1e-6
 dims = st.integers(1, 5)
 
@@ -167,10 +167,17 @@ def test_attention(B, T, H, D, seed, mask_kind):
     y, cache = attention.forward(p, x, bias, H)
     assert np.all(np.isfinite(y))
     assert rel_err(y, _attention_reference(p, x, mask, H)) <= 1e-10
+    # A fully padded example attends uniformly: its scores q·k + min round to min exactly, so the float
+    # function no longer depends on q, k there, while the analytic gradient (as torch autograd's) treats the
+    # bias as an exact constant. Finite differences are meaningful only for examples with a real token.
+    real = [i for i in range(B) if mask[i].any()]
+    assert np.allclose(cache.probs[[i for i in range(B) if i not in real]], 1.0 / T)
     dx, records = attention.backward(p, cache, R)
-    _check_input_grad(lambda: float((run() * R).sum()), x, dx)
+    err = rel_err(dx[real], numerical_grad(lambda: float((run() * R).sum()), x)[real])
+    print(f"x: max rel err {err:.2e}")
+    assert err <= TOL
     flat = {f"{n}.{k}": p[n][k] for n in attention.PROJECTIONS for k in ("weight", "bias")}
-    print(check_records(records, flat, lambda i: float((run()[i] * R[i]).sum()), B))
+    print(check_records(records, flat, lambda i: float((run()[i] * R[i]).sum()), B, examples=real))
 
 
 def test_attention_padded_keys_get_zero_probability():

@@ -1,0 +1,183 @@
+"""Hugging Face checkpoint directories in and out: config.json + model.safetensors (HF names and layouts).
+
+    model = load_pretrained(path, num_labels=None, dtype="float32", device="cpu", trainable="all", seed=0)
+    save_pretrained(model, out_dir)    # transformers.AutoModelForSequenceClassification loads it
+
+Reading accepts tensor names with or without the encoder prefix (``roberta.`` / ``bert.``; MiniLM's
+checkpoint has none) and ignores what a sequence classifier does not use (``lm_head.*``, ``cls.*``,
+RoBERTa's pooler, ``position_ids`` / ``token_type_ids`` buffers). A missing head (``classifier.*``; for
+BERT also ``bert.pooler.*``) is initialised N(0, 0.02²), biases 0, from ``seed`` and listed in
+``model.init_report``. Uses ``safetensors.numpy`` only (no torch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from minidp.backend import RandomStreams, to_host
+from minidp.errors import ConfigError, DataError
+from models.roberta import EncoderConfig, SequenceClassifier, head_param_names, init_params, param_shapes
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "vocab.json", "merges.txt")
+ARCHITECTURES = {"roberta": "RobertaForSequenceClassification", "bert": "BertForSequenceClassification"}
+IGNORED_PREFIXES = ("lm_head.", "cls.")  # pretraining heads
+IGNORED_SUFFIXES = ("position_ids", "token_type_ids")  # buffers, not parameters
+ACCEPTED_DTYPES = ("float16", "float32", "float64")
+
+
+def read_config(path) -> dict:
+    """The parsed config.json of a checkpoint directory (DataError naming the file if missing/unreadable)."""
+    file = Path(path) / CONFIG_FILE
+    if not Path(path).is_dir():
+        raise DataError(f"{path}: not a checkpoint directory (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{file}: missing (a checkpoint directory needs {CONFIG_FILE})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{file}: unreadable ({err})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{file}: expected a JSON object")
+    return raw
+
+
+def read_tensors(path) -> dict:
+    """{name: numpy array} from model.safetensors (DataError naming the file if missing/unreadable)."""
+    from safetensors.numpy import load_file  # noqa: PLC0415
+
+    file = Path(path) / WEIGHTS_FILE
+    if not file.is_file():
+        raise DataError(f"{file}: missing (minidp reads only safetensors weights, not pytorch_model.bin)")
+    try:
+        return load_file(str(file))
+    except Exception as err:  # safetensors raises its own SafetensorError / OSError / ValueError
+        raise DataError(f"{file}: unreadable safetensors file ({type(err).__name__}: {err})") from None
+
+
+def canonical_name(name: str, config: EncoderConfig) -> str | None:
+    """The state_dict name of a checkpoint tensor, or None if a sequence classifier does not use it."""
+    if name.startswith(IGNORED_PREFIXES) or name.rsplit(".", 1)[-1] in IGNORED_SUFFIXES:
+        return None
+    other = "bert." if config.model_type == "roberta" else "roberta."
+    if name.startswith(other):
+        return None  # a stray tensor of the other family: reported via unexpected names
+    if name.startswith(("embeddings.", "encoder.", "pooler.")):
+        name = config.prefix + name  # MiniLM / BertModel checkpoints: no prefix
+    if config.model_type == "roberta" and name.startswith("roberta.pooler."):
+        return None  # RobertaForSequenceClassification has no pooler
+    return name
+
+
+def load_pretrained(path, num_labels=None, dtype="float32", device="cpu", trainable="all", *, seed: int = 0,
+                    verbose: bool = True) -> SequenceClassifier:
+    """A ``SequenceClassifier`` from a HF checkpoint directory (see module docstring). Eval mode."""
+    path = Path(path)
+    raw = read_config(path)
+    config = EncoderConfig.from_hf_dict(raw, num_labels=num_labels, source=str(path / CONFIG_FILE))
+    tensors = read_tensors(path)
+    weights_file = path / WEIGHTS_FILE
+    shapes = param_shapes(config)
+    params, unexpected = {}, []
+    for name, array in tensors.items():
+        key = canonical_name(name, config)
+        if key is None:
+            continue
+        if key not in shapes:
+            unexpected.append(name)
+            continue
+        if tuple(array.shape) != tuple(shapes[key]):
+            hint = " (num_labels differs from the checkpoint's?)" if key in head_param_names(config) else ""
+            raise DataError(f"{weights_file}: tensor {name!r} has shape {tuple(array.shape)}, "
+                            f"expected {tuple(shapes[key])}{hint}")
+        if array.dtype.name not in ACCEPTED_DTYPES:
+            raise DataError(f"{weights_file}: tensor {name!r} has dtype {array.dtype.name}, "
+                            f"expected one of {ACCEPTED_DTYPES}")
+        params[key] = array
+    missing = [name for name in shapes if name not in params]
+    head = set(head_param_names(config))
+    missing_body = [name for name in missing if name not in head]
+    if missing_body:
+        more = f" and {len(missing_body) - 5} more" if len(missing_body) > 5 else ""
+        raise DataError(f"{weights_file}: missing tensor(s) {missing_body[:5]}{more} "
+                        f"for a {config.model_type} model with config {path / CONFIG_FILE}")
+    streams = RandomStreams(seed=seed, device="cpu")
+    if missing:
+        params.update(init_params(config, streams.init, names=missing))
+    model = SequenceClassifier(config, params, trainable=trainable, dtype=dtype, device=device,
+                               dropout_rng=RandomStreams(seed=seed, device=device).dropout)
+    model.init_report = missing
+    model.unexpected = unexpected
+    model.source_dir = path
+    model.extra_config = raw
+    if verbose and missing:
+        print(f"minidp: initialised {len(missing)} tensor(s) absent from {weights_file} "
+              f"(N(0, 0.02^2), biases 0, seed={seed}): {', '.join(missing)}")
+    return model
+
+
+def hf_config(model: SequenceClassifier) -> dict:
+    """config.json content for ``model``: the source config's fields, updated with what minidp knows."""
+    cfg = model.config
+    raw = {k: v for k, v in model.extra_config.items()
+           if k not in ("id2label", "label2id", "num_labels", "architectures", "torch_dtype", "dtype")}
+    raw.update({field: getattr(cfg, field) for field in cfg.__dataclass_fields__ if field != "num_labels"})
+    old_labels = model.extra_config.get("id2label") or {}
+    id2label = {str(i): str(old_labels.get(str(i), f"LABEL_{i}")) for i in range(cfg.num_labels)}
+    raw["architectures"] = [ARCHITECTURES[cfg.model_type]]
+    raw["id2label"] = id2label
+    raw["label2id"] = {label: int(i) for i, label in id2label.items()}
+    raw["num_labels"] = cfg.num_labels
+    raw["dtype"] = model.dtype.name
+    return raw
+
+
+def _atomic_write(file: Path, write) -> None:
+    """Write via a temporary file in the same folder, then rename (no half-written checkpoint)."""
+    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, file)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_pretrained(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
+    """Write ``out_dir``/config.json and model.safetensors (full prefixed names, ``dtype`` default the
+    model's), and copy tokenizer files from the source checkpoint when present. Returns ``out_dir``."""
+    from safetensors.numpy import save_file  # noqa: PLC0415
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"{out}: cannot create the output directory ({err})") from None
+    save_dtype = np.dtype(model.dtype if dtype is None else dtype)
+    if save_dtype.name not in ("float32", "float64"):
+        raise ConfigError(f"dtype={dtype!r}: save as float32 or float64")
+    tensors = {name: np.ascontiguousarray(to_host(value), dtype=save_dtype) for name, value in model.params.items()}
+    config = hf_config(model)
+    config["dtype"] = save_dtype.name
+    _atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_write(out / CONFIG_FILE,
+                  lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
+    source = model.source_dir
+    if source is not None and Path(source).resolve() != out.resolve():
+        for name in TOKENIZER_FILES:
+            if (Path(source) / name).is_file():
+                shutil.copyfile(Path(source) / name, out / name)
+    return out

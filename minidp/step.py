@@ -1,0 +1,204 @@
+"""One DP-SGD step, as data flows (DESIGN.md §3), with every intermediate kept for inspection.
+
+    step = DPStep(model, data, noise_multiplier=σ, max_grad_norm=C, sample_rate=q, optimizer=opt,
+                  streams=RandomStreams(seed), accountant=RDPAccountant(), delta=δ)
+    record = step()          # a StepRecord: sampled indices, norms, clip factors, clipped sum, noise, ...
+
+The walk, each stage handing the next exactly one thing:
+
+    Poisson sample (each example w.p. q; the batch may be empty)
+      -> virtual batches of ≤ max_physical_batch (sorted by length: less padding, same sum)
+      -> per virtual batch: forward -> per-example losses -> backward (records) -> norms ‖∇_i‖
+         -> clip factors c_i -> Σ_i c_i ∇_i  (accumulated)
+      -> released = (Σ_i c_i ∇_i + N(0, σ²C² I)) / (qN)       [the only private release]
+      -> denoised = RMT(released, s = σC/(qN))                 [post-processing: reads nothing private]
+      -> optimizer step; accountant.step(σ, q)
+
+Privacy by construction: after ``add_noise`` nothing reads per-example data or the clipped sum — the
+denoiser receives only the released gradient and the public noise std. The NON-PRIVATE alignment diagnostic
+(``diagnostics=True``) is the one exception, and it is labelled as such wherever it appears.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minidp.backend import array_module, scalar, to_host
+from minidp.nn import loss as cross_entropy
+from minidp.per_example import total_norm_sq, weighted_sums
+from minidp.privacy.mechanism import add_noise, clip_factors, noise_std_of_average
+from minidp.privacy.sampling import poisson_sample, virtual_batches
+
+
+@dataclass
+class DenoiseSettings:
+    """How (and whether) the released gradient is denoised; see minidp.denoise.rmt_denoise."""
+
+    kappa: float = 1.05
+    norm_correction: str = "noisy"
+    fallback: str = "noisy"
+    method: str = "fast"
+
+
+@dataclass
+class StepRecord:
+    """Everything one DP step computed, in the order it was computed.
+
+    Per-example quantities (host numpy, in the order the examples were processed = ``sampled_indices``):
+    ``per_example_norms`` ‖∇_i‖ over all trainable parameters, ``clip_factors`` c_i, ``losses`` loss_i.
+    Gradient dicts {hf_name: array} are kept only with ``keep_intermediates=True``.
+    """
+
+    step: int  # 1-based index of this step
+    sampled_indices: np.ndarray  # (n,) the Poisson sample (n may be 0)
+    per_example_norms: np.ndarray  # (n,)
+    clip_factors: np.ndarray  # (n,)
+    losses: np.ndarray  # (n,) per-example cross-entropy (a NON-PRIVATE statistic of the batch)
+    expected_batch_size: float  # qN: the divisor of the released gradient
+    noise_std: float  # σC/(qN): per-entry noise std of the released gradient
+    lr: float
+    epsilon: float  # ε spent so far (after this step) at ``delta``
+    order: float  # the RDP order that gave ``epsilon``
+    clipped_sum: dict | None = None  # Σ_i c_i ∇_i           (NON-PRIVATE)
+    noise: dict | None = None  # N(0, σ²C²) draws
+    released: dict | None = None  # (clipped_sum + noise) / qN  (private)
+    denoised: dict | None = None  # RMT(released)               (private: post-processing)
+    denoise_stats: dict | None = None  # per matrix: kept count, top λ / edge, norms
+    diagnostics: dict | None = None  # NON-PRIVATE alignment cosines, only when asked for
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.sampled_indices.size)
+
+    @property
+    def mean_loss(self) -> float:
+        return float(self.losses.mean()) if self.losses.size else float("nan")
+
+
+class DPStep:
+    """The DP-SGD step of DESIGN.md §3 as a callable object (see module docstring).
+
+    model:        a models.roberta model (forward_with_cache / backward_records / params / trainable)
+    data:         a minidp.data.batching.TokenizedDataset (the private training set, N examples)
+    optimizer:    a minidp.optim optimizer (``step(params, grads, lr)``)
+    streams:      minidp.backend.RandomStreams (sampling and noise each have their own stream)
+    accountant:   minidp.privacy.RDPAccountant: every step is recorded there
+    denoise:      DenoiseSettings, or None for plain DP-SGD
+    """
+
+    def __init__(self, model, data, *, noise_multiplier: float, max_grad_norm: float, sample_rate: float,
+                 optimizer, streams, accountant, delta: float, max_physical_batch: int = 32,
+                 clip_method: str = "flat", denoise: DenoiseSettings | None = None,
+                 keep_intermediates: bool = True, diagnostics: bool = False):
+        self.model = model
+        self.data = data
+        self.noise_multiplier = float(noise_multiplier)
+        self.max_grad_norm = float(max_grad_norm)
+        self.sample_rate = float(sample_rate)
+        self.optimizer = optimizer
+        self.streams = streams
+        self.accountant = accountant
+        self.delta = float(delta)
+        self.max_physical_batch = int(max_physical_batch)
+        self.clip_method = clip_method
+        self.denoise = denoise
+        self.keep_intermediates = keep_intermediates
+        self.diagnostics = diagnostics
+        self.steps_done = 0
+
+    @property
+    def expected_batch_size(self) -> float:
+        """qN: the released gradient is divided by this, not by the realised batch size (which is private)."""
+        return self.sample_rate * len(self.data)
+
+    def __call__(self, lr: float | None = None) -> StepRecord:
+        model = self.model
+        model.train()
+        # 1. Poisson sampling: each example independently with probability q.
+        indices = poisson_sample(len(self.data), self.sample_rate, self.streams.sampling)  # (n,)
+        indices = self.data.by_length(indices)
+        # 2. Clipped per-example gradients, summed over virtual batches.
+        clipped_sum, norms, factors, losses = self.clipped_sum(indices)
+        # 3. The Gaussian mechanism: the only private release.
+        released, noise = add_noise(clipped_sum, noise_multiplier=self.noise_multiplier,
+                                    max_grad_norm=self.max_grad_norm,
+                                    expected_batch_size=self.expected_batch_size, rng=self.streams.noise)
+        noise_std = noise_std_of_average(noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
+                                         expected_batch_size=self.expected_batch_size)
+        # 4. Post-processing: the denoiser sees only the released gradient and the public noise std.
+        update, stats = released, None
+        if self.denoise is not None:
+            update, stats = denoise_released(released, noise_std, self.denoise)
+        diagnostics = None
+        if self.diagnostics:  # NON-PRIVATE: compares with the clipped (pre-noise) gradient
+            diagnostics = alignment_diagnostics(clipped_sum, released, update if self.denoise else None,
+                                                self.expected_batch_size)
+        # 5. Optimizer step and accounting.
+        self.optimizer.step(model.params, update, lr=lr)
+        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=1)
+        epsilon, order = self.accountant.get_epsilon_and_order(self.delta)
+        self.steps_done += 1
+        keep = self.keep_intermediates
+        return StepRecord(
+            step=self.steps_done, sampled_indices=indices, per_example_norms=norms, clip_factors=factors,
+            losses=losses, expected_batch_size=self.expected_batch_size, noise_std=float(noise_std),
+            lr=float(lr if lr is not None else getattr(self.optimizer, "lr", float("nan"))),
+            epsilon=float(epsilon), order=float(order),
+            clipped_sum=clipped_sum if keep else None, noise=noise if keep else None,
+            released=released if keep else None,
+            denoised=(update if self.denoise is not None else None) if keep else None,
+            denoise_stats=stats, diagnostics=diagnostics,
+        )
+
+    def clipped_sum(self, indices):
+        """Σ_i c_i ∇_i loss_i over ``indices`` in virtual batches, with the per-example norms, factors, losses.
+
+        Returns ({hf_name: array}, norms (n,), factors (n,), losses (n,)) — norms etc. on the host.
+        An empty ``indices`` gives zeros: an empty Poisson batch is still a (pure-noise) step.
+        """
+        model = self.model
+        xp = array_module(next(iter(model.params.values())))
+        total = {name: xp.zeros_like(model.params[name]) for name in model.trainable}
+        norms, factors, losses = [], [], []
+        for batch_indices in virtual_batches(indices, self.max_physical_batch):
+            batch = self.data.batch(batch_indices)
+            logits, cache = model.forward_with_cache(batch["input_ids"], batch["attention_mask"],
+                                                     token_type_ids=batch.get("token_type_ids"))
+            labels = xp.asarray(batch["labels"])
+            example_losses, loss_cache = cross_entropy.forward(logits, labels)  # (B,)
+            dlogits = cross_entropy.backward(loss_cache, xp.ones_like(example_losses))  # Σ_i, not mean
+            records = model.backward_records(cache, dlogits)  # {hf_name: Record}
+            del cache
+            batch_norms = total_norm_sq(records) ** 0.5  # (B,) ‖∇_i‖ over ALL trainable parameters
+            c = clip_factors(batch_norms, self.max_grad_norm, method=self.clip_method)  # (B,)
+            for name, grad in weighted_sums(records, c).items():
+                total[name] += grad
+            norms.append(to_host(batch_norms))
+            factors.append(to_host(c))
+            losses.append(to_host(example_losses))
+        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+        return total, cat(norms), cat(factors), cat(losses)
+
+
+def denoise_released(released: dict, noise_std: float, settings: DenoiseSettings):
+    """RMT-denoise the released gradient matrices (post-processing; see minidp.denoise)."""
+    from minidp.denoise import denoise_gradients  # noqa: PLC0415
+
+    return denoise_gradients(released, noise_std, kappa=settings.kappa, norm_correction=settings.norm_correction,
+                             fallback=settings.fallback, method=settings.method)
+
+
+def alignment_diagnostics(clipped_sum: dict, released: dict, denoised: dict | None, expected_batch_size: float):
+    """NON-PRIVATE: cosines of the released / denoised gradient to the clipped average (reads private data)."""
+    from minidp.denoise.diagnostics import alignment  # noqa: PLC0415
+
+    clipped_average = {name: g / expected_batch_size for name, g in clipped_sum.items()}
+    return alignment(noisy=released, denoised=denoised if denoised is not None else released,
+                     clipped=clipped_average)
+
+
+def summed_norm(grads: dict) -> float:
+    """‖g‖ over all arrays of a gradient dict."""
+    return float(np.sqrt(sum(scalar((g * g).sum()) for g in grads.values())))

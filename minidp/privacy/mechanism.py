@@ -1,0 +1,79 @@
+"""The Gaussian mechanism of DP-SGD: clip factors, then noise on the clipped sum. The only private release.
+
+One step (DESIGN.md §3): per-example gradient norms ‖∇_i‖ (B,) -> clip factors c_i -> clipped sum
+S = Σ_i c_i ∇_i (formed by the per-example records) -> released = (S + Z) / (qN),
+Z ~ N(0, (σC)² I). Because every clipped example has norm ≤ C, adding or removing one example moves S by
+at most C (L2 sensitivity C), so Z with std σC gives the sampled Gaussian mechanism analysed by the
+accountant (Abadi et al. 2016, §3.1; Mironov et al. 2019). Dividing by the *expected* batch size qN
+(not the drawn size, which depends on the data) keeps the divisor public.
+
+All DP noise of minidp is drawn in ``add_noise``. Everything downstream (the RMT denoiser, the optimizer)
+sees only ``released`` and the public per-entry std ``noise_std_of_average``: post-processing.
+"""
+from __future__ import annotations
+
+from minidp.backend import array_module
+from minidp.errors import ConfigError, PrivacyError
+
+CLIP_METHODS = ("flat", "automatic")
+
+
+def clip_factors(norms, max_grad_norm: float, *, method: str = "flat", gamma: float = 0.01, eps: float = 1e-6):
+    """Per-example scale factors c (B,) from per-example gradient norms (B,).
+
+    flat (Abadi et al. 2016):         c_i = min(1, C / (‖∇_i‖ + eps))  -> ‖c_i ∇_i‖ ≤ C
+    automatic (Bu et al. 2022, AUTO-S): c_i = C / (‖∇_i‖ + gamma)      -> ‖c_i ∇_i‖ < C
+    ``eps`` only guards the division for zero gradients (it makes the flat bound strict, never looser).
+    """
+    if not max_grad_norm > 0:
+        raise PrivacyError(f"max_grad_norm={max_grad_norm} must be > 0")
+    xp = array_module(norms)
+    norms = xp.asarray(norms)  # (B,)
+    if method == "flat":
+        if eps < 0:
+            raise ConfigError(f"eps={eps} must be >= 0")
+        return xp.minimum(1.0, max_grad_norm / (norms + eps))  # (B,)
+    if method == "automatic":
+        if not gamma > 0:
+            raise ConfigError(f"gamma={gamma} must be > 0 for automatic clipping")
+        return max_grad_norm / (norms + gamma)  # (B,)
+    raise ConfigError(f"clipping method={method!r} is not one of {CLIP_METHODS}")
+
+
+def _check(noise_multiplier: float, max_grad_norm: float, expected_batch_size: float) -> None:
+    if not noise_multiplier >= 0:
+        raise PrivacyError(f"noise_multiplier={noise_multiplier} must be >= 0")
+    if not max_grad_norm > 0:
+        raise PrivacyError(f"max_grad_norm={max_grad_norm} must be > 0")
+    if not expected_batch_size > 0:
+        raise PrivacyError(f"expected_batch_size={expected_batch_size} must be > 0")
+
+
+def noise_std_of_average(*, noise_multiplier: float, max_grad_norm: float, expected_batch_size: float) -> float:
+    """Per-entry std of the noise in the released (averaged) gradient: σC / (qN)."""
+    _check(noise_multiplier, max_grad_norm, expected_batch_size)
+    return noise_multiplier * max_grad_norm / expected_batch_size
+
+
+def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: float, expected_batch_size: float, rng):
+    """Release the clipped sum: (released, noise), both {name: array} like ``clipped_sum``.
+
+    noise[name]    = σC · z,  z ~ N(0, 1) elementwise, drawn by ``rng`` in the array's shape and dtype
+                     (``rng`` is a numpy or cupy Generator living where the arrays live)
+    released[name] = (clipped_sum[name] + noise[name]) / expected_batch_size
+    Names are visited in sorted order, so the same seed gives the same noise however the dict was built.
+    With σ = 0 no random numbers are drawn and the noise is exactly zero.
+    """
+    _check(noise_multiplier, max_grad_norm, expected_batch_size)
+    std = noise_multiplier * max_grad_norm  # σC: sensitivity times noise multiplier
+    released, noise = {}, {}
+    for name in sorted(clipped_sum):
+        s = clipped_sum[name]
+        xp = array_module(s)
+        if std == 0:
+            z = xp.zeros_like(s)
+        else:
+            z = rng.standard_normal(s.shape, dtype=s.dtype) * s.dtype.type(std)  # same shape/dtype/device as s
+        noise[name] = z
+        released[name] = (s + z) / s.dtype.type(expected_batch_size)
+    return released, noise

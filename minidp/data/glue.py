@@ -117,16 +117,22 @@ def load_glue(task: str, data_dir, split: str = "train") -> TextDataset:
     split: "train", "dev" (MNLI: dev_matched.tsv; "dev_mismatched" also works) or "test" (GLUE test
     files carry no labels, so asking for them is a DataError that says so).
     """
-    spec = _task(task)
     path = glue_file(task, data_dir, split)
+    return load_glue_file(task, path, split=split)
+
+
+def load_glue_file(task: str, path, *, split: str = "") -> TextDataset:
+    """The labelled examples of one TSV file at ``path`` in the layout of GLUE ``task``.
+
+    Use this for files outside the GLUE folder layout (e.g. your own train/dev TSVs for "sst2").
+    """
+    spec = _task(task)
     header, rows = read_tsv(path)
-    if spec.label_column not in header:
-        if split == "test":
-            raise DataError(
-                f"{path}: GLUE test files are unlabeled (header {header}); train on 'train' and "
-                "evaluate on 'dev' (or split a labelled file with split_dataset)"
-            )
-        column_index(header, spec.label_column, path)  # raises, naming the column and header
+    if spec.label_column not in header and (split == "test" or Path(path).name == "test.tsv"):
+        raise DataError(
+            f"{path}: GLUE test files are unlabeled (header {header}); train on 'train' and "
+            "evaluate on 'dev' (or split a labelled file with split_dataset)"
+        )
     i_text = column_index(header, spec.text_column, path)
     i_pair = None if spec.pair_column is None else column_index(header, spec.pair_column, path)
     i_label = column_index(header, spec.label_column, path)

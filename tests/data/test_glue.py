@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minidp.data.glue import GLUE_TASKS, load_glue, read_tsv
+from minidp.data.glue import GLUE_TASKS, load_glue, load_glue_file, read_tsv
 from minidp.errors import ConfigError, DataError
 from tests.helpers import shared_path
 
@@ -109,3 +109,15 @@ def test_read_tsv_without_final_newline(tmp_path):
     path.write_text("a\tb\n1\t2\n3\t4")
     header, rows = read_tsv(path)
     assert header == ["a", "b"] and rows == [(2, ["1", "2"]), (3, ["3", "4"])]
+
+
+def test_load_glue_file_by_path(glue_dir, tmp_path):
+    dev = load_glue_file("sst2", glue_dir / "SST-2" / "dev.tsv")
+    assert (len(dev), dev.class_counts()) == (872, {"negative": 428, "positive": 444})
+    with pytest.raises(DataError, match="unlabeled"):
+        load_glue_file("sst2", glue_dir / "SST-2" / "test.tsv")
+    mine = write(tmp_path / "my_pairs.tsv", ["index\tquestion\tsentence\tlabel", "7\tQ?\tS.\tnot_entailment"])
+    ds = load_glue_file("qnli", mine)
+    assert ds.texts == ["Q?"] and ds.text_pairs == ["S."] and list(ds.labels) == [1]
+    with pytest.raises(DataError, match=r"nope\.tsv: no such file"):
+        load_glue_file("qnli", tmp_path / "nope.tsv")

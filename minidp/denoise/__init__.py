@@ -1,0 +1,29 @@
+"""RMT denoising of DP-SGD gradient matrices (arXiv 2510.01137; DESIGN.md §4; docs/denoiser.md).
+
+    rmt.py          the algorithm on one matrix, readable next to the equations (full SVD), and on a
+                    gradient dict {hf_name: array}
+    fast.py         the same result from the top singular triplets only, same-shape matrices batched
+    diagnostics.py  alignment cosines to the clipped gradient (NON-PRIVATE: for analysis only)
+"""
+from minidp.denoise.diagnostics import alignment
+from minidp.denoise.fast import denoise_group, rmt_denoise_fast
+from minidp.denoise.rmt import (
+    bulk_edge,
+    default_include,
+    denoise_gradients,
+    rmt_denoise,
+    rmt_denoise_with_stats,
+    summarize,
+)
+
+__all__ = [
+    "rmt_denoise",
+    "rmt_denoise_with_stats",
+    "denoise_gradients",
+    "summarize",
+    "default_include",
+    "bulk_edge",
+    "denoise_group",
+    "rmt_denoise_fast",
+    "alignment",
+]

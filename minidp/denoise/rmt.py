@@ -1,0 +1,265 @@
+"""RMT denoising of a noisy gradient matrix: the readable reference (arXiv 2510.01137; DESIGN.md §4).
+
+DP-SGD releases G = X + Z for each m×n weight gradient, with Z_ij ~ N(0, s²) i.i.d. and
+s = σC/(qN), the std of the noise on the *averaged* gradient. Random-matrix theory (Marchenko–Pastur,
+Benaych-Georges–Nadakuditi, Gavish–Donoho) says which singular values of G carry signal and how far to
+shrink them; see docs/denoiser.md for the derivation. The algorithm, one line per step below:
+
+    G = U diag(λ) Vᵀ                                           plain SVD (the reference; fast.py: top-k)
+    keep i  iff  λ_i > κ · s(√m + √n)                           Marchenko–Pastur bulk edge times κ ≥ 1
+    w_i = √((λ_i² − s²(m+n))² − 4 s⁴ m n) / λ_i    (kept),  0   Frobenius-optimal shrinkage
+    Ĝ = U diag(w) Vᵀ                                            rank(Ĝ) = number kept
+    Ĝ ← Ĝ · target / ‖Ĝ‖_F                                      norm correction (the paper's Step C)
+
+It reads only the noisy G and the public noise std s, so it is post-processing: no privacy cost.
+
+Numerics: the reference computes in float64 internally (``G.astype(float64)``) and casts the result back
+to the input dtype. (On this CPU float64 LAPACK SVD is also *faster* than float32.)
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from minidp.backend import array_module, scalar
+from minidp.errors import ConfigError
+
+NORM_CORRECTIONS = ("noisy", "estimate", "none")
+FALLBACKS = ("noisy", "zero")
+METHODS = ("exact", "fast")
+
+
+# ------------------------------------------------------------------------------------------------
+# argument checks
+# ------------------------------------------------------------------------------------------------
+def check_noise_std(noise_std) -> float:
+    """``noise_std`` (a float or a 0-d numpy/cupy array) as a finite float ≥ 0, else ConfigError."""
+    try:
+        value = scalar(noise_std)
+    except (TypeError, ValueError):
+        raise ConfigError(f"noise_std must be a number or a 0-d array, got {noise_std!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"noise_std must be finite and >= 0, got {value!r}")
+    return value
+
+
+def check_options(kappa, norm_correction: str, fallback: str) -> float:
+    """Validate the denoiser options (naming the argument at fault); returns kappa as a float."""
+    kappa = float(kappa)
+    if not math.isfinite(kappa) or kappa < 1.0:
+        # kappa < 1 would keep values inside the bulk, where the shrinkage formula has no real root.
+        raise ConfigError(f"kappa must be a finite number >= 1 (a multiple of the bulk edge), got {kappa!r}")
+    if norm_correction not in NORM_CORRECTIONS:
+        raise ConfigError(f"norm_correction must be one of {NORM_CORRECTIONS}, got {norm_correction!r}")
+    if fallback not in FALLBACKS:
+        raise ConfigError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+    return kappa
+
+
+def _check_matrix(G, what: str = "G"):
+    if getattr(G, "ndim", None) != 2:
+        raise ConfigError(f"{what} must be a 2-D array (a weight gradient), got shape {getattr(G, 'shape', None)}")
+    if G.dtype.kind != "f":
+        raise ConfigError(f"{what} must be a floating-point array, got dtype {G.dtype}")
+
+
+# ------------------------------------------------------------------------------------------------
+# the equations, on singular values (shared by the exact and the fast path)
+# ------------------------------------------------------------------------------------------------
+def bulk_edge(m: int, n: int, noise_std: float) -> float:
+    """s(√m + √n): the top of the Marchenko–Pastur bulk of singular values of an m×n N(0, s²) matrix."""
+    return noise_std * (math.sqrt(m) + math.sqrt(n))
+
+
+def shrink(lam, noise_std: float, m: int, n: int):
+    """Frobenius-optimal shrinkage of singular values λ ≥ s(√m+√n) (Gavish–Donoho 2017, eq. for η_fro).
+
+        w = √((λ² − s²(m+n))² − 4 s⁴ m n) / λ
+
+    ``lam``: (k,) float64 array of kept singular values, all above the bulk edge; returns w (k,), 0 ≤ w < λ.
+    The square root's argument is ≥ 0 exactly when λ ≥ s(√m+√n); it is clipped at 0 against rounding.
+    """
+    xp = array_module(lam)
+    s2 = noise_std * noise_std
+    a = lam * lam - s2 * (m + n)  # (k,)  λ² − s²(m+n)
+    disc = xp.maximum(a * a - 4.0 * s2 * s2 * m * n, 0.0)  # (k,)
+    return xp.sqrt(disc) / lam
+
+
+def signal_sq_estimate(lam, noise_std: float, m: int, n: int):
+    """θ̂² = ½(a + √(a² − 4 s⁴ m n)), a = λ² − s²(m+n): the signal singular value behind λ, squared.
+
+    Inverts the spiked-model map λ² = (θ² + s²m)(θ² + s²n)/θ² (Benaych-Georges & Nadakuditi 2012).
+    """
+    xp = array_module(lam)
+    s2 = noise_std * noise_std
+    a = lam * lam - s2 * (m + n)  # (k,)
+    disc = xp.maximum(a * a - 4.0 * s2 * s2 * m * n, 0.0)
+    return 0.5 * (a + xp.sqrt(disc))
+
+
+def shrunk_weights(lam_top, noise_std: float, m: int, n: int, *, kappa: float, norm_correction: str,
+                   frob_norm: float):
+    """From the top singular values to the final weights of the rebuilt matrix.
+
+    ``lam_top``: (k,) float64, descending — the singular values of G (all of them, or only the top ones:
+    anything at or below the threshold is ignored). ``frob_norm``: ‖G‖_F.
+    Returns ``(weights, kept)``: weights (kept,) float64 such that Ĝ = U[:, :kept] diag(weights) V[:, :kept]ᵀ,
+    with the norm correction already applied; kept = number of λ_i > κ s(√m+√n).
+    """
+    xp = array_module(lam_top)
+    threshold = kappa * bulk_edge(m, n, noise_std)
+    kept = int(xp.sum(lam_top > threshold))
+    lam = lam_top[:kept]  # (kept,)  descending, so the kept values come first
+    w = shrink(lam, noise_std, m, n)  # (kept,)
+    if kept == 0 or norm_correction == "none":
+        return w, kept
+    w_norm = float(xp.sqrt(xp.sum(w * w)))  # ‖U diag(w) Vᵀ‖_F = ‖w‖₂ (orthonormal U, V)
+    if norm_correction == "noisy":
+        target = frob_norm  # Step C: ‖Ĝ‖_F = ‖G‖_F, which makes Theorem 1 hold
+    else:  # "estimate"
+        target = float(xp.sqrt(xp.sum(signal_sq_estimate(lam, noise_std, m, n))))  # √Σ θ̂_i²
+    if w_norm == 0.0:
+        return w, kept
+    return w * (target / w_norm), kept
+
+
+def matrix_stats(*, shape, kept: int, top: float, edge: float, norm_before: float, norm_after: float,
+                 method: str) -> dict:
+    """The per-matrix record (JSON-friendly: Python ints, floats, None)."""
+    return {
+        "shape": [int(shape[0]), int(shape[1])],
+        "kept": int(kept),
+        "top_singular_value": float(top),
+        "edge": float(edge),
+        "top_over_edge": float(top / edge) if edge > 0 else None,
+        "norm_before": float(norm_before),
+        "norm_after": float(norm_after),
+        "method": method,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# one matrix: the reference
+# ------------------------------------------------------------------------------------------------
+def rmt_denoise_with_stats(G, noise_std, kappa=1.05, norm_correction="noisy", fallback="noisy"):
+    """As :func:`rmt_denoise`, also returning the per-matrix stats dict."""
+    _check_matrix(G)
+    s = check_noise_std(noise_std)
+    kappa = check_options(kappa, norm_correction, fallback)
+    xp = array_module(G)
+    m, n = G.shape
+    edge = bulk_edge(m, n, s)
+    if m == 0 or n == 0:
+        return G, matrix_stats(shape=G.shape, kept=0, top=0.0, edge=edge, norm_before=0.0, norm_after=0.0,
+                               method="exact")
+
+    G64 = G.astype(xp.float64)  # (m, n)  float64 internally, cast back at the end
+    U, lam, Vt = xp.linalg.svd(G64, full_matrices=False)  # (m, r), (r,), (r, n); r = min(m, n); λ descending
+    frob = float(xp.sqrt(xp.sum(lam * lam)))  # ‖G‖_F = ‖λ‖₂
+    w, kept = shrunk_weights(lam, s, m, n, kappa=kappa, norm_correction=norm_correction, frob_norm=frob)
+
+    if kept == 0:  # nothing above the edge: the fallback, exactly
+        out = G if fallback == "noisy" else xp.zeros_like(G)
+    else:
+        out64 = (U[:, :kept] * w) @ Vt[:kept]  # (m, kept) · (kept, n) -> (m, n);  U diag(w) Vᵀ
+        out = out64.astype(G.dtype)
+    norm_after = frob if (kept == 0 and fallback == "noisy") else float(xp.sqrt(xp.sum(w * w)))
+    return out, matrix_stats(shape=G.shape, kept=kept, top=float(lam[0]), edge=edge, norm_before=frob,
+                             norm_after=norm_after, method="exact")
+
+
+def rmt_denoise(G, noise_std, kappa=1.05, norm_correction="noisy", fallback="noisy"):
+    """Denoise one noisy m×n gradient matrix G with per-entry noise std ``noise_std`` (s = σC/(qN)).
+
+    Keeps singular values λ_i > κ·s(√m+√n), shrinks them to w_i = √((λ_i² − s²(m+n))² − 4s⁴mn)/λ_i,
+    rebuilds Ĝ = U diag(w) Vᵀ, then rescales (``norm_correction``):
+      "noisy"     ‖Ĝ‖_F = ‖G‖_F (the paper's Step C; makes Theorem 1 hold)
+      "estimate"  ‖Ĝ‖_F = √(Σ_kept θ̂_i²), θ̂_i² = ½(a_i + √(a_i² − 4s⁴mn)), a_i = λ_i² − s²(m+n)
+      "none"      the shrinkage estimate as is
+    If nothing is kept (``fallback``): "noisy" returns G itself (unchanged, not a copy), "zero" zeros.
+    Computes in float64 internally; returns the input dtype, on the input's device (numpy or cupy).
+    """
+    return rmt_denoise_with_stats(G, noise_std, kappa, norm_correction, fallback)[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# a whole gradient dict {hf_name: array}
+# ------------------------------------------------------------------------------------------------
+def default_include(name: str, array) -> bool:
+    """2-D ``*.weight`` parameters of linear layers: not embeddings, not LayerNorm (HF parameter names)."""
+    return (getattr(array, "ndim", 0) == 2 and name.endswith(".weight")
+            and "embeddings" not in name and "LayerNorm" not in name)
+
+
+def _include_predicate(include) -> Callable[[str, object], bool]:
+    if include is None:
+        return default_include
+    if callable(include):
+        return include
+    if isinstance(include, str):
+        raise ConfigError("include must be a callable(name, array) -> bool or a list of names, not a string")
+    names = set(include)
+    return lambda name, array: name in names
+
+
+def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=1.05, norm_correction="noisy",
+                      fallback="noisy", method="exact", include=None, seed=0):
+    """Denoise every selected weight gradient of ``grads`` ({hf_name: array}); the rest pass through.
+
+    ``include``: callable(name, array) -> bool, or a list of names; default :func:`default_include`
+    (2-D linear weights; biases, LayerNorm and embeddings pass through untouched — the same objects).
+    ``method``: "exact" (this module, full SVD per matrix) or "fast" (``fast.py``: top singular triplets by
+    randomized subspace iteration, same-shape matrices batched; ``seed`` seeds its own test matrices —
+    a generator of its own, never the DP noise stream).
+    Returns ``(new_grads, stats)``: a new dict in the same key order, and {name: per-matrix stats}
+    (keys kept, top_singular_value, edge, top_over_edge, norm_before, norm_after; see :func:`summarize`).
+    """
+    s = check_noise_std(noise_std)
+    kappa = check_options(kappa, norm_correction, fallback)
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    wanted = _include_predicate(include)
+    selected = [name for name, g in grads.items() if wanted(name, g)]
+    for name in selected:
+        _check_matrix(grads[name], what=f"gradient {name!r}")
+
+    new = dict(grads)  # untouched entries keep their objects
+    stats: dict[str, dict] = {}
+    if method == "exact":
+        for name in selected:
+            new[name], stats[name] = rmt_denoise_with_stats(grads[name], s, kappa, norm_correction, fallback)
+    else:
+        from minidp.denoise.fast import denoise_group  # noqa: PLC0415  (fast.py imports this module)
+
+        by_shape: dict[tuple, list[str]] = {}
+        for name in selected:
+            by_shape.setdefault(tuple(grads[name].shape), []).append(name)
+        rng = np.random.default_rng(seed)
+        for names in by_shape.values():
+            outs, group_stats = denoise_group([grads[name] for name in names], s, kappa=kappa,
+                                              norm_correction=norm_correction, fallback=fallback, rng=rng)
+            for name, out, st in zip(names, outs, group_stats):
+                new[name], stats[name] = out, st
+    return new, {name: stats[name] for name in selected}
+
+
+def summarize(stats: Mapping[str, dict]) -> dict:
+    """Totals over the per-matrix stats: matrices, total kept, which matrices kept anything."""
+    with_kept = [name for name, st in stats.items() if st["kept"] > 0]
+    ratios = [st["top_over_edge"] for st in stats.values() if st.get("top_over_edge") is not None]
+    return {
+        "matrices": len(stats),
+        "total_kept": int(sum(st["kept"] for st in stats.values())),
+        "matrices_with_kept": len(with_kept),
+        "names_with_kept": with_kept,
+        "max_top_over_edge": float(max(ratios)) if ratios else None,
+    }
+
+
+__all__: Iterable[str] = [
+    "rmt_denoise", "rmt_denoise_with_stats", "denoise_gradients", "summarize", "default_include",
+    "bulk_edge", "shrink", "signal_sq_estimate", "shrunk_weights",
+]

@@ -185,6 +185,9 @@ def train(config: TrainConfig, *, log=print, datasets=None) -> dict:
     config.validate()
     started = time.perf_counter()
     r, p = config.run, config.privacy
+    from models.hf import read_config  # noqa: PLC0415
+
+    read_config(config.model.path)  # a missing checkpoint fails now, before any data is read
     train_set, eval_set = datasets if datasets is not None else load_splits(config)
     if eval_set is not None and config.data.eval_limit is not None:
         eval_set = eval_set.subset(np.arange(min(len(eval_set), config.data.eval_limit)))
@@ -266,8 +269,7 @@ def train(config: TrainConfig, *, log=print, datasets=None) -> dict:
     log(f"spent: ε = {summary['epsilon']:.4f} at δ = {plan.delta:.3g} after {step.steps_done} steps "
         f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, RDP order {order:g})")
     if r.out and r.save_model:
-        model.save_pretrained(Path(r.out) / "model")
-        tokenizer.save(Path(r.out) / "model")
+        model.save_pretrained(Path(r.out) / "model")  # copies the checkpoint's tokenizer files too
     writer.write_json("summary.json", summary)
     if r.out and r.plot:
         from minidp.plots import plot_run  # noqa: PLC0415

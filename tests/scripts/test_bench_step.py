@@ -1,0 +1,96 @@
+"""scripts/bench_step.py: inputs, summary keys, and that every timed method computes the same gradient.
+
+Tiny settings (MiniLM shapes cut to 1 layer, B=4, T=16); no timing claims are tested (DESIGN.md §6).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import require_module
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_step.py"
+TINY = {"model": "minilm", "seq_len": 16, "batch": 4, "repeats": 1, "seed": 0, "max_grad_norm": 1.0,
+        "layers": 1, "vocab_size": 2000}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_step", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("model", ["minilm", "roberta-base"])
+def test_inputs_padded_as_described(bench, model):
+    fields = bench.MODELS[model]
+    B, T = 64, 32
+    ids, mask, labels = bench.make_inputs(fields, B, T, seed=3)
+    lengths = mask.sum(axis=1)
+    assert ids.shape == mask.shape == (B, T) and labels.shape == (B,)
+    assert lengths.min() >= T // 2 and lengths.max() <= T and len(set(lengths.tolist())) > 1
+    assert np.all(mask[:, :-1] >= mask[:, 1:])  # real tokens first, then padding
+    assert np.all(ids[mask == 0] == fields["pad_token_id"]) and np.all(ids[mask == 1] != fields["pad_token_id"])
+    assert np.all(ids[:, 0] == bench.FIRST_TOKEN[fields["model_type"]])
+    again = bench.make_inputs(fields, B, T, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip((ids, mask, labels), again))  # same for every method
+
+
+def test_quick_run_json(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    code = bench.main(["--quick", "--layers", "1", "--batch", "4", "--seq-lens", "16", "--vocab-size", "2000",
+                       "--methods", "minidp_nonprivate,minidp_dp,minidp_materialized", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    for key in ("nonprivate_s", "dp_s", "opacus_s", "ratio_dp_nonprivate", "ratio_dp_opacus", "peak_mb",
+                "settings", "targets", "headline_setting", "note", "load_average_end"):
+        assert key in data, key
+    assert data["quick"] is True and "QUICK" in data["note"]
+    assert data["headline_setting"] == {"model": "minilm", "seq_len": 16, "batch": 4, "layers": 1,
+                                       "vocab": 2000}
+    assert data["dp_s"] > 0 and data["nonprivate_s"] > 0 and data["opacus_s"] is None
+    assert data["ratio_dp_nonprivate"] == pytest.approx(data["dp_s"] / data["nonprivate_s"])
+    assert set(data["peak_mb"]) == {"minidp_nonprivate", "minidp_dp", "minidp_materialized"}
+    assert all(v >= 0 for v in data["peak_mb"].values())
+    assert data["minilm"]["dp_s"] == data["dp_s"]  # the per-model form scripts/bench_denoise.py reads
+    (setting,) = data["settings"]
+    assert setting["model"] == "minilm" and setting["seq_len"] == 16
+    agree = setting["agreement"]["dp_methods"]
+    print("ghost vs materialised |clipped sum|:", agree)
+    assert agree["max_rel_diff"] < 1e-5
+
+
+def test_opacus_and_torch_compute_the_same_gradients(bench):
+    require_module("torch")
+    require_module("transformers")
+    require_module("opacus")
+    results = {m: bench.run_measurement({**TINY, "method": m})
+               for m in ("minidp_nonprivate", "minidp_dp", "torch_nonprivate", "opacus_hooks", "opacus_ghost")}
+    for method in ("minidp_nonprivate", "minidp_dp", "torch_nonprivate", "opacus_hooks"):
+        assert results[method]["status"] == "ok", (method, results[method])
+        assert results[method]["seconds"] > 0  # (in-process peak RSS figures are not meaningful here)
+    assert results["opacus_ghost"]["status"] in ("ok", "not supported")
+    agree = bench.agreement(results)
+    print({k: v["max_rel_diff"] for k, v in agree.items()})
+    assert agree["nonprivate_methods"]["max_rel_diff"] < 1e-5
+    assert agree["dp_methods"]["max_rel_diff"] < 1e-5  # Opacus' clipped sum == minidp's
+
+
+def test_ratios_and_targets(bench):
+    ok = lambda s, mb: {"status": "ok", "seconds": s, "peak_delta_mb": mb}  # noqa: E731
+    res = {"minidp_nonprivate": ok(2.0, 100.0), "minidp_dp": ok(2.2, 110.0), "opacus_hooks": ok(4.0, 900.0),
+           "opacus_ghost": {"status": "not supported", "reason": "x"}}
+    r = bench.ratios(res)
+    assert r["time_dp_over_nonprivate"] == pytest.approx(1.1)
+    assert r["time_dp_over_opacus_hooks"] == pytest.approx(0.55)
+    assert r["time_dp_over_opacus_ghost"] is None
+    assert r["peak_dp_over_nonprivate"] == pytest.approx(1.1)
+    t = bench.targets(res)
+    assert all(v["met"] for v in t.values())
+    res["minidp_dp"] = ok(3.0, 130.0)
+    assert not any(v["met"] for v in bench.targets(res).values())

@@ -306,6 +306,8 @@ class SequenceClassifier:
                 raise ConfigError(f"trainable: unknown parameter name(s) {unknown[:5]} "
                                   f"(names look like {names[0]!r})")
             chosen = [n for n in names if n in set(requested)]
+            if not chosen:
+                raise ConfigError("trainable: the list of parameter names is empty (nothing would train)")
         self.trainable = chosen
         self._trainable = set(chosen)
         # The lowest stage backward must reach: -1 embeddings, 0..L-1 a block, L the head only.

@@ -146,6 +146,8 @@ def test_input_validation():
         model.set_trainable(["bert.nope.weight"])
     with pytest.raises(ConfigError, match="trainable"):
         model.set_trainable("everything")
+    with pytest.raises(ConfigError, match="empty"):
+        model.set_trainable([])
     with pytest.raises(ConfigError, match="clip_method"):
         model.clipped_grad_sum(ok, ok, [0, 1], 1.0, clip_method="median")
     # lists and float masks are accepted; results equal the int64 arrays'

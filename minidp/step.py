@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minidp.backend import array_module, scalar, to_host
-from minidp.nn import loss as cross_entropy
 from minidp.per_example import total_norm_sq, weighted_sums
 from minidp.privacy.mechanism import add_noise, clip_factors, noise_std_of_average
 from minidp.privacy.sampling import poisson_sample, virtual_batches
@@ -164,13 +163,10 @@ class DPStep:
         norms, factors, losses = [], [], []
         for batch_indices in virtual_batches(indices, self.max_physical_batch):
             batch = self.data.batch(batch_indices)
-            logits, cache = model.forward_with_cache(batch["input_ids"], batch["attention_mask"],
-                                                     token_type_ids=batch.get("token_type_ids"))
-            labels = xp.asarray(batch["labels"])
-            example_losses, loss_cache = cross_entropy.forward(logits, labels)  # (B,)
-            dlogits = cross_entropy.backward(loss_cache, xp.ones_like(example_losses))  # Σ_i, not mean
-            records = model.backward_records(cache, dlogits)  # {hf_name: Record}
-            del cache
+            # forward -> per-example losses loss_i (not divided by B) -> ONE backward -> records
+            example_losses, records = model.per_example_records(batch["input_ids"], batch["attention_mask"],
+                                                                batch["labels"],
+                                                                token_type_ids=batch.get("token_type_ids"))
             batch_norms = total_norm_sq(records) ** 0.5  # (B,) ‖∇_i‖ over ALL trainable parameters
             c = clip_factors(batch_norms, self.max_grad_norm, method=self.clip_method)  # (B,)
             for name, grad in weighted_sums(records, c).items():

@@ -48,6 +48,14 @@ def setup(hf_pair, family):
     return hf_model, model, batch
 
 
+@pytest.fixture(scope="module")
+def torch_refs(setup):
+    """(mean loss, grads of the mean, per-example grads) by torch autograd, computed once per family."""
+    hf_model, _, batch = setup
+    loss, grads = torch_loss_and_grads(hf_model, batch)
+    return loss, grads, torch_per_example_grads(hf_model, batch)
+
+
 def test_loads_every_parameter(setup):
     hf_model, model, _ = setup
     names = {n for n, _ in hf_model.named_parameters()}
@@ -65,25 +73,25 @@ def test_logits_match(setup):
     assert ours.shape == (5, 3) and diff <= 1e-10
 
 
-def test_mean_loss_gradients_match(setup):
+def test_mean_loss_gradients_match(setup, torch_refs):
     hf_model, model, batch = setup
     loss, grads = model.loss_and_grads(**_kwargs(batch), labels=batch["labels"])
-    ref_loss, ref_grads = torch_loss_and_grads(hf_model, batch)
+    ref_loss, ref_grads, _ = torch_refs
     assert abs(loss - ref_loss) <= 1e-12 * abs(ref_loss)
     _assert_close(grads, ref_grads, label="grad of mean loss")
 
 
-def test_per_example_grads_match(setup):
+def test_per_example_grads_match(setup, torch_refs):
     hf_model, model, batch = setup
     ours = model.per_example_grads(**_kwargs(batch), labels=batch["labels"])
-    ref = torch_per_example_grads(hf_model, batch)
+    ref = torch_refs[2]
     _assert_close(ours, ref, label="per-example grads")
 
 
 @pytest.mark.parametrize("clip_method", ["flat", "automatic"])
-def test_clipped_grad_sum_matches_torch(setup, clip_method):
+def test_clipped_grad_sum_matches_torch(setup, torch_refs, clip_method):
     hf_model, model, batch = setup
-    ref = torch_per_example_grads(hf_model, batch)
+    ref = torch_refs[2]
     B = batch["input_ids"].shape[0]
     ref_norms = np.sqrt(sum((g.reshape(B, -1) ** 2).sum(axis=1) for g in ref.values()))
     C = float(np.median(ref_norms))  # some examples clipped, some not
@@ -117,10 +125,9 @@ def test_ghost_and_materialised_norms_agree(setup, method, monkeypatch):
 
 
 @pytest.mark.parametrize("trainable", ["no-embeddings", "classifier"])
-def test_trainable_subsets(setup, trainable, family):
+def test_trainable_subsets(setup, torch_refs, trainable, family):
     hf_model, model, batch = setup
-    ref_loss, ref_grads = torch_loss_and_grads(hf_model, batch)
-    ref_per = torch_per_example_grads(hf_model, batch)
+    ref_loss, ref_grads, ref_per = torch_refs
     sub = load_pretrained(model.source_dir, dtype="float64", trainable=trainable)
     if trainable == "no-embeddings":
         expected = {n for n in ref_grads if ".embeddings." not in n}
@@ -139,11 +146,11 @@ def test_trainable_subsets(setup, trainable, family):
     assert max_rel_diff(norms, ref_norms) <= TOL
 
 
-def test_trainable_list_of_names(setup, family):
+def test_trainable_list_of_names(setup, torch_refs, family):
     hf_model, model, batch = setup
     names = [f"{family}.encoder.layer.1.output.dense.weight", f"{family}.embeddings.LayerNorm.bias"]
     sub = load_pretrained(model.source_dir, dtype="float64", trainable=names)
-    _, ref_grads = torch_loss_and_grads(hf_model, batch)
+    _, ref_grads, _ = torch_refs
     _, grads = sub.loss_and_grads(**_kwargs(batch), labels=batch["labels"])
     _assert_close(grads, {n: ref_grads[n] for n in names}, label="named subset")
 

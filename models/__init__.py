@@ -4,7 +4,7 @@
     model = load_pretrained(path, num_labels=2, dtype="float32", device="cpu", trainable="all")
 """
 from models.hf import load_pretrained, save_pretrained
-from models.roberta import EncoderConfig, SequenceClassifier, clip_factors, param_shapes
+from models.roberta import EncoderConfig, SequenceClassifier, param_shapes
 
 
 def load_tokenizer(path, *args, **kwargs):
@@ -14,5 +14,5 @@ def load_tokenizer(path, *args, **kwargs):
     return _load_tokenizer(path, *args, **kwargs)
 
 
-__all__ = ["EncoderConfig", "SequenceClassifier", "clip_factors", "load_pretrained", "load_tokenizer",
+__all__ = ["EncoderConfig", "SequenceClassifier", "load_pretrained", "load_tokenizer",
            "param_shapes", "save_pretrained"]

@@ -29,12 +29,11 @@ import numpy as np
 from minidp.backend import array_module, get_xp, resolve_device, resolve_dtype, to_device
 from minidp.errors import ConfigError, DataError
 from minidp.nn import activations, attention, dropout, embedding, layernorm, linear, loss
+from minidp.privacy.mechanism import clip_factors  # the one definition of c_i
 from minidp.per_example import total_norm_sq, weighted_sums
 
 MODEL_TYPES = ("roberta", "bert")
 TRAINABLE_CHOICES = ("all", "no-embeddings", "classifier")
-CLIP_METHODS = ("flat", "automatic")
-CLIP_EPS = 1e-6  # keeps C / (‖∇_i‖ + eps) finite for a zero gradient (flat clipping)
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -618,7 +617,7 @@ class SequenceClassifier:
         """
         _, records = self.per_example_records(input_ids, attention_mask, labels, token_type_ids)
         norms = self.xp.sqrt(total_norm_sq(records))  # (B,)
-        c = clip_factors(norms, max_grad_norm, clip_method=clip_method, gamma=gamma)  # (B,)
+        c = clip_factors(norms, max_grad_norm, method=clip_method, gamma=gamma)  # (B,)
         return weighted_sums(records, c), norms
 
     def save_pretrained(self, out_dir) -> None:
@@ -626,17 +625,3 @@ class SequenceClassifier:
         from models.hf import save_pretrained  # noqa: PLC0415  (hf imports this module)
 
         save_pretrained(self, out_dir)
-
-
-def clip_factors(norms, max_grad_norm: float, *, clip_method: str = "flat", gamma: float = 0.01):
-    """Per-example clip factors (B,) from per-example norms (B,) (see ``clipped_grad_sum``)."""
-    if not float(max_grad_norm) > 0.0:
-        raise ConfigError(f"max_grad_norm={max_grad_norm!r}: must be > 0")
-    xp = array_module(norms)
-    if clip_method == "flat":
-        return xp.minimum(1.0, max_grad_norm / (norms + CLIP_EPS))
-    if clip_method == "automatic":
-        if not float(gamma) > 0.0:
-            raise ConfigError(f"gamma={gamma!r}: must be > 0 for automatic clipping")
-        return max_grad_norm / (norms + gamma)
-    raise ConfigError(f"clip_method={clip_method!r}: use one of {CLIP_METHODS}")

@@ -148,7 +148,7 @@ def test_input_validation():
         model.set_trainable("everything")
     with pytest.raises(ConfigError, match="empty"):
         model.set_trainable([])
-    with pytest.raises(ConfigError, match="clip_method"):
+    with pytest.raises(ConfigError, match="clipping method"):
         model.clipped_grad_sum(ok, ok, [0, 1], 1.0, clip_method="median")
     # lists and float masks are accepted; results equal the int64 arrays'
     assert np.array_equal(model.forward(ok.tolist(), ok.astype(np.float32)), model.forward(ok, ok))

@@ -22,7 +22,7 @@ DEMO_DEFAULTS = {
     "train_size": 4000,  # training tweets used (a stratified subsample of the train split; stated)
     "eval_size": 1000,  # held-out tweets evaluated
     "batch_size": 256,  # expected batch size qN
-    "epochs": 2.0,
+    "epochs": 1.0,
     "max_length": 48,
     "lr": 1e-3,
     "clip": 1.0,

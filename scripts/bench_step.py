@@ -303,32 +303,46 @@ def measure_setting(args, model: str, T: int, log) -> dict:
                  "seed": args.seed, "max_grad_norm": args.max_grad_norm, "layers": args.layers,
                  "vocab_size": args.vocab_size}
     fields = model_fields(spec_base)
-    results = {}
-    for method in args.methods:
-        spec = {**spec_base, "method": method}
-        if method == "opacus_hooks":
-            need = estimated_opacus_hooks_mb(fields, args.batch)
-            avail = common.available_memory_mb()
-            if avail is not None and need > args.max_mem_fraction * avail:
-                results[method] = {"status": "skipped",
-                                   "reason": f"per-sample gradients need ~{need / 1024:.1f} GiB, more than "
-                                             f"{args.max_mem_fraction:g} x the {avail / 1024:.1f} GiB available"}
-                log(f"  {method:20s} skipped: {results[method]['reason']}")
-                continue
-        load_before = common.wait_for_low_load(args.max_load, args.max_wait) if args.max_load else \
-            common.load_average()
-        result = common.run_worker([str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                                   timeout_s=args.timeout)
-        result["load_before"] = load_before
-        results[method] = result
-        if result.get("status") == "ok":
-            log(f"  {method:20s} {result['seconds']:8.3f} s   peak +{result['peak_delta_mb']:8.1f} MB   "
-                f"|grad| {result['grad_norm']:.6g}   (load {load_before[0] if load_before else '?'})")
-        else:
-            log(f"  {method:20s} {result.get('status')}: {result.get('reason')}")
+    runs = {method: [] for method in args.methods}
+    for round_ in range(args.rounds):  # rounds interleave the methods, so a burst of load hits one round
+        for method in args.methods:
+            spec = {**spec_base, "method": method}
+            if method == "opacus_hooks":
+                need = estimated_opacus_hooks_mb(fields, args.batch)
+                avail = common.available_memory_mb()
+                if avail is not None and need > args.max_mem_fraction * avail:
+                    runs[method].append({"status": "skipped", "reason": (
+                        f"per-sample gradients need ~{need / 1024:.1f} GiB, more than "
+                        f"{args.max_mem_fraction:g} x the {avail / 1024:.1f} GiB available")})
+                    log(f"  {method:20s} skipped: {runs[method][-1]['reason']}")
+                    continue
+            load_before = common.wait_for_low_load(args.max_load, args.max_wait) if args.max_load else \
+                common.load_average()
+            result = common.run_worker([str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                                       timeout_s=args.timeout)
+            result["load_before"] = load_before
+            runs[method].append(result)
+            prefix = f"  {method:20s}" + (f" [round {round_ + 1}]" if args.rounds > 1 else "")
+            if result.get("status") == "ok":
+                log(f"{prefix} {result['seconds']:8.3f} s   peak +{result['peak_delta_mb']:8.1f} MB   "
+                    f"|grad| {result['grad_norm']:.6g}   (load {load_before[0] if load_before else '?'})")
+            else:
+                log(f"{prefix} {result.get('status')}: {result.get('reason')}")
+    results = {method: best_round(rs) for method, rs in runs.items()}
     return {"model": model, "seq_len": T, "batch": args.batch, "layers": fields["num_hidden_layers"],
             "hidden": fields["hidden_size"], "vocab": fields["vocab_size"], "methods": results,
             "ratios": ratios(results), "agreement": agreement(results)}
+
+
+def best_round(rounds: list) -> dict:
+    """The fastest ok round (least disturbed by other load), with every round's median kept beside it."""
+    ok = [r for r in rounds if r.get("status") == "ok"]
+    if not ok:
+        return rounds[-1]
+    best = dict(min(ok, key=lambda r: r["seconds"]))
+    best["round_seconds"] = [r["seconds"] for r in ok]
+    best["round_loads"] = [r.get("load_before") for r in ok]
+    return best
 
 
 def _seconds(results: dict, method: str):
@@ -380,9 +394,11 @@ def headline(settings: list, quick: bool) -> dict | None:
 def summary(args, settings: list) -> dict:
     head = headline(settings, args.quick)
     out = {"quick": args.quick, "note": args.note, "batch": args.batch, "repeats": args.repeats,
+           "rounds": args.rounds,
            "max_grad_norm": args.max_grad_norm, "cpu_count": os.cpu_count(), "python": platform.python_version(),
            "machine": platform.machine(), "load_average_end": common.load_average(),
-           "timing": "warm-up 1, then the median of --repeats, each method in a fresh process",
+           "timing": "warm-up 1, then the median of --repeats, each method in a fresh process; with --rounds R "
+                     "the methods run R times interleaved and the fastest round is kept",
            "memory": "peak RSS minus RSS after building model and inputs, per process (see _bench_common)"}
     if head is not None:
         res = head["methods"]
@@ -439,6 +455,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seq-lens", default="128,256", help="comma list of T")
     parser.add_argument("--batch", type=int, default=32, help="B, examples per batch")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every method this many times, interleaved; keep the fastest round")
     parser.add_argument("--layers", type=int, default=None, help="override the number of layers (fewer: faster)")
     parser.add_argument("--vocab-size", type=int, default=None, help=argparse.SUPPRESS)  # tests: smaller table
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {list(METHODS)}")
@@ -488,7 +506,8 @@ def main(argv=None) -> int:
     def log(line=""):
         print(line, flush=True)
 
-    log(f"bench_step: B={args.batch}, repeats={args.repeats} (after 1 warm-up), C={args.max_grad_norm}, "
+    log(f"bench_step: B={args.batch}, repeats={args.repeats} (after 1 warm-up), rounds={args.rounds}, "
+        f"C={args.max_grad_norm}, "
         f"{os.cpu_count()} cores, load {common.load_average()}")
     if args.note:
         log(f"NOTE: {args.note}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minidp.backend import array_module, scalar, to_host
+from minidp.backend import array_module, to_host
 from minidp.per_example import total_norm_sq, weighted_sums
 from minidp.privacy.mechanism import add_noise, clip_factors, noise_std_of_average
 from minidp.privacy.sampling import poisson_sample, virtual_batches
@@ -193,8 +193,3 @@ def alignment_diagnostics(clipped_sum: dict, released: dict, denoised: dict | No
     clipped_average = {name: g / expected_batch_size for name, g in clipped_sum.items()}
     return alignment(noisy=released, denoised=denoised if denoised is not None else released,
                      clipped=clipped_average)
-
-
-def summed_norm(grads: dict) -> float:
-    """‖g‖ over all arrays of a gradient dict."""
-    return float(np.sqrt(sum(scalar((g * g).sum()) for g in grads.values())))

@@ -26,7 +26,7 @@ from minidp.config import TrainConfig
 from minidp.data import load_task, load_tokenizer, split_dataset
 from minidp.data.glue import load_glue_file
 from minidp.data.batching import TokenizedDataset
-from minidp.errors import ConfigError, PrivacyError
+from minidp.errors import ConfigError
 from minidp.metrics import classification_metrics
 from minidp.nn import loss as cross_entropy
 from minidp.optim import linear_schedule, make_optimizer
@@ -310,10 +310,3 @@ class _Bar:
 
 def _progress_bar(total: int, enabled: bool):
     return _Bar(total) if enabled else _NoBar()
-
-
-def check_budget(summary: dict) -> None:
-    """Raise PrivacyError if a finished run spent more than its target (never expected: a self-check)."""
-    target = summary.get("target_epsilon")
-    if target is not None and summary["epsilon"] > target * (1 + 1e-9):
-        raise PrivacyError(f"spent ε = {summary['epsilon']} > target {target}")

@@ -24,7 +24,7 @@ DEMO_DEFAULTS = {
     "batch_size": 256,  # expected batch size qN
     "epochs": 1.0,
     "max_length": 48,
-    "lr": 1e-3,
+    "lr": 5e-3,
     "clip": 1.0,
     "trainable": "no-embeddings",  # embeddings frozen: half the parameters, far less noise, faster
 }

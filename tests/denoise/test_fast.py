@@ -27,11 +27,11 @@ def _rel(a, b) -> float:
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(6, 70), n=st.integers(6, 70), L=st.integers(1, 3), rs=ratio_lists, seed=seeds,
        s=st.floats(1e-2, 1e2), corr=st.sampled_from(["noisy", "estimate", "none"]),
-       fallback=st.sampled_from(["noisy", "zero"]), k0=st.sampled_from([1, 2, 4]))
-def test_fast_equals_exact_float64(m, n, L, rs, seed, s, corr, fallback, k0):
+       fallback=st.sampled_from(["noisy", "zero"]), block=st.sampled_from([1, 2, 4]))
+def test_fast_equals_exact_float64(m, n, L, rs, seed, s, corr, fallback, block):
     rng = np.random.default_rng(seed)
     mats = [planted(m, n, s, rs[: min(m, n) // 2], rng)[1] for _ in range(L)]
-    outs, stats = denoise_group(mats, s, norm_correction=corr, fallback=fallback, seed=seed, k0=k0)
+    outs, stats = denoise_group(mats, s, norm_correction=corr, fallback=fallback, seed=seed, block=block)
     for G, out, st_ in zip(mats, outs, stats):
         ref = rmt_denoise(G, s, norm_correction=corr, fallback=fallback)
         lam = np.linalg.svd(G, compute_uv=False)
@@ -74,5 +74,21 @@ def test_fast_float32_close_to_exact():
 def test_many_components_fall_back_to_exact():
     rng = np.random.default_rng(6)
     _, G = planted(20, 16, 1.0, [3.0 + i for i in range(10)], rng)  # 10 of 16 pass: more than half
-    out = rmt_denoise_fast(G, 1.0, k0=2)
+    out = rmt_denoise_fast(G, 1.0, block=2)
     np.testing.assert_allclose(out, rmt_denoise(G, 1.0), atol=1e-10 * np.linalg.norm(G))
+
+
+@settings(max_examples=12, deadline=None)
+@given(shape=st.sampled_from([(320, 192), (192, 320), (256, 256)]), seed=seeds,
+       rs=st.sampled_from([[], [4.0], [3.0, 1.6, 0.8], [1.08, 1.12], [1.5, 2.0, 3.0, 5.0, 8.0]]))
+def test_krylov_path_itself_equals_exact(shape, seed, rs):
+    """Medium matrices, so the Krylov iteration (not its exact fallback) produces the answer.
+
+    (Values just above κ = 1.05 need a deep Krylov space; there the exact fallback may answer.)"""
+    m, n = shape
+    rng = np.random.default_rng(seed)
+    mats = [planted(m, n, 0.3, rs, rng)[1] for _ in range(3)]
+    outs, stats = denoise_group(mats, 0.3, seed=seed)
+    for G, out, st_ in zip(mats, outs, stats):
+        assert st_["method"] == "fast" or min(rs) < 1.2, st_  # near κ: fallback allowed
+        assert _rel(out, rmt_denoise(G, 0.3)) <= 1e-6, st_

@@ -173,7 +173,7 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
 
         # the next block: Y_d with the basis projected out twice, then orthonormalised
         idx = np.nonzero(~done)[0]
-        if not np.all(~done):
+        if done.any():
             sel = xp.asarray(idx)
             active, Wt, Zt, Yt, H, Yd_t = active[idx], Wt[sel], Zt[sel], Yt[sel], H[sel], Yd_t[sel]
         prev_lam = lam_h[idx]

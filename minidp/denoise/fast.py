@@ -123,10 +123,14 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
     prev_lam = None  # (A, K − ℓ) the Ritz values one depth earlier (host)
 
     for depth in range(1, max_depth + 1):
-        # the two passes over each G: Z_d = G W_d, Y_d = Gᵀ Z_d (kept as rows, Y_dᵀ = Z_dᵀ G)
+        # the two passes over each G: Z_d = G W_d, Y_d = Gᵀ Z_d (kept as rows, Y_dᵀ = Z_dᵀ G), back to
+        # back per matrix so the second pass finds G still in cache
         Wd = xp.ascontiguousarray(_T(new_rows))  # (A, n, ℓ)
-        Zd_t = xp.stack([_T(mats[i] @ Wd[a]) for a, i in enumerate(active)])  # (A, ℓ, m)
-        Yd_t = xp.stack([Zd_t[a] @ mats[i] for a, i in enumerate(active)])  # (A, ℓ, n)
+        z_rows, y_rows = [], []
+        for a, i in enumerate(active):
+            z_rows.append(_T(mats[i] @ Wd[a]))  # (ℓ, m)
+            y_rows.append(z_rows[-1] @ mats[i])  # (ℓ, n)
+        Zd_t, Yd_t = xp.stack(z_rows), xp.stack(y_rows)  # (A, ℓ, m), (A, ℓ, n)
         Zt = Zd_t if Zt is None else xp.concatenate([Zt, Zd_t], axis=1)  # (A, K, m)
         Yt = Yd_t if Yt is None else xp.concatenate([Yt, Yd_t], axis=1)  # (A, K, n)
         K = Wt.shape[1]

@@ -176,24 +176,20 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
             return results  # the rest stay None (exact fallback)
 
         # the next block: Y_d with the basis projected out twice, then orthonormalised
-        idx = np.nonzero(~done)[0]
-        if done.any():
-            sel = xp.asarray(idx)
-            active, Wt, Zt, Yt, H, Yd_t = active[idx], Wt[sel], Zt[sel], Yt[sel], H[sel], Yd_t[sel]
-        prev_lam = lam_h[idx]
         X = Yd_t  # (A, ℓ, n)
         for _ in range(2):
             X = X - (X @ _T(Wt)) @ Wt  # (A, ℓ, K) · (A, K, n)
         scale = xp.sqrt(xp.sum(Yd_t * Yd_t, axis=2, dtype=xp.float64))  # (A, ℓ)
         left = xp.sqrt(xp.sum(X * X, axis=2, dtype=xp.float64))  # (A, ℓ)
         broke = np.asarray(_host(xp.any(left <= breakdown * scale, axis=1)))  # (A,)
-        if broke.any():  # the Krylov space stopped growing: hand these to the exact SVD
-            idx = np.nonzero(~broke)[0]
-            if idx.size == 0:
-                return results
+        keep = ~done & ~broke  # a Krylov space that stopped growing goes to the exact SVD (stays None)
+        if not keep.any():
+            return results
+        idx = np.nonzero(keep)[0]
+        if not keep.all():
             sel = xp.asarray(idx)
             active, Wt, Zt, Yt, H, X = active[idx], Wt[sel], Zt[sel], Yt[sel], H[sel], X[sel]
-            prev_lam = prev_lam[idx]
+        prev_lam = lam_h[idx]
         new_rows = xp.ascontiguousarray(_T(_orth(xp.ascontiguousarray(_T(X)))))  # (A, ℓ, n)
         Wt = xp.concatenate([Wt, new_rows], axis=1)  # (A, K + ℓ, n)
     return results  # the still-active ones stay None

@@ -129,16 +129,19 @@ class RandomStreams:
     """Independent seeded generators, one per purpose (see module docstring).
 
     Each stream is seeded from ``numpy.random.SeedSequence(seed).spawn``, so the streams are
-    statistically independent and each is reproducible from ``seed`` alone.
+    statistically independent. ``seed=None`` (the default) draws the root seed from the operating
+    system's entropy: nobody can predict the noise. An integer seed makes every stream reproducible —
+    for experiments only, since anyone who knows it can regenerate the noise.
     """
 
-    seed: int
-    device: str = "cpu"
+    seed: int | None = None
+    device: str | None = None
 
     def __post_init__(self):
         self.device = resolve_device(self.device)
         xp = get_xp(self.device)
-        children = np.random.SeedSequence(int(self.seed)).spawn(len(STREAM_NAMES))
+        root = np.random.SeedSequence(None if self.seed is None else int(self.seed))
+        children = root.spawn(len(STREAM_NAMES))
         for name, child in zip(STREAM_NAMES, children):
             if name == "sampling" or xp is np:
                 setattr(self, name, np.random.default_rng(child))

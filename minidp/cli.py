@@ -12,24 +12,29 @@ import importlib
 import importlib.util
 import sys
 
+from minidp.errors import MinidpError, RunInterrupted
+
 # In the order `minidp --help` lists them. A module that does not exist yet is skipped.
 COMMAND_MODULES = (
     "minidp.commands.demo",
     "minidp.commands.train",
     "minidp.commands.privacy",   # epsilon, sigma
-    "minidp.commands.info",
 )
-
-
-from minidp.errors import MinidpError
 
 
 class UsageError(MinidpError):
     """A problem with the user's input (argument, file, field): printed as one line, exit 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is reported as one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="minidp",
         description="Differentially private fine-tuning of RoBERTa/BERT in NumPy/CuPy, "
         "with random-matrix-theory gradient denoising.",
@@ -44,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # what was typed (``minidp train --resume`` refuses flags that contradict the saved run)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
@@ -53,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except MinidpError as err:  # includes UsageError, DataError, ConfigError, PrivacyError
         print(f"minidp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as stop:
+        print(f"minidp {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class DenoiseConfig:
     denoise: str = "none"  # "none" | "rmt"
-    kappa: float = 1.05  # keep singular values above kappa · s(√m + √n)
+    kappa: float = 1.02  # keep singular values above kappa · s(√m + √n); 1.02 is the paper's value
     norm_correction: str = "noisy"  # noisy | estimate | none
     fallback: str = "noisy"  # when nothing is kept: noisy (unchanged) | zero
     method: str = "fast"  # exact SVD | fast (top-k)
@@ -74,7 +74,8 @@ class RunConfig:
     steps: int | None = None  # number of DP steps (overrides epochs)
     batch_size: int = 256  # EXPECTED logical batch size qN (Poisson sampling: the real size varies)
     max_physical_batch: int = 32  # examples per forward/backward (virtual batches); memory knob
-    seed: int = 0  # seeds every random stream (sampling, noise, dropout, init)
+    seed: int | None = None  # None: noise, sampling and dropout from OS entropy; N: all reproducible (NOT private
+    #                          against anyone who knows N); the head's initialisation uses N (or 0)
     eval_every: int = 0  # evaluate every this many steps (0: only at the end)
     eval_batch_size: int = 128  # examples per forward pass when evaluating
     out: str | None = None  # run directory (config.json, metrics.jsonl, summary.json, model/)
@@ -82,6 +83,7 @@ class RunConfig:
     plot: bool = False  # write plots (needs matplotlib)
     save_model: bool = True  # write RUN_DIR/model/ at the end
     progress: bool = True  # progress bar on stderr
+    checkpoint_every: int = 25  # write RUN_DIR/checkpoint/ every this many steps (and after the last)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class TrainConfig:
         _check(bool(m.path), "model.path", "a checkpoint directory is required (--model DIR)")
         _check(m.dtype in ("float32", "float64"), "model.dtype", f"{m.dtype!r} is not float32 or float64")
         _check(m.device in ("cpu", "cuda"), "model.device", f"{m.device!r} is not cpu or cuda")
-        _check(m.max_length >= 4, "model.max_length", f"{m.max_length} < 4")
+        _check(m.max_length >= 3, "model.max_length",
+               f"{m.max_length} < 3 (room for the special tokens and one token of text)")
         _check(0.0 < d.eval_fraction < 1.0, "data.eval_fraction", f"{d.eval_fraction} is not in (0, 1)")
         _check(d.eval_limit is None or d.eval_limit > 0, "data.eval_limit", "must be positive")
         _check(p.epsilon is not None or p.noise_multiplier is not None, "privacy",
@@ -141,9 +144,27 @@ class TrainConfig:
         _check(r.batch_size >= 1, "run.batch_size", f"{r.batch_size} must be >= 1")
         _check(r.max_physical_batch >= 1, "run.max_physical_batch", f"{r.max_physical_batch} must be >= 1")
         _check(r.eval_every >= 0, "run.eval_every", f"{r.eval_every} must be >= 0")
+        _check(r.checkpoint_every >= 1, "run.checkpoint_every", f"{r.checkpoint_every} must be >= 1")
+        _check(r.eval_batch_size >= 1, "run.eval_batch_size", f"{r.eval_batch_size} must be >= 1")
         return self
+
+
+# The `minidp train` flag of each checked field, so an error names both.
+FIELD_FLAGS = {
+    "model.path": "--model", "model.dtype": "--dtype", "model.device": "--device", "data.eval_fraction":
+    "--eval-fraction", "data.eval_limit": "--eval-limit", "privacy.epsilon": "--epsilon", "privacy.delta": "--delta",
+    "privacy.noise_multiplier": "--noise-multiplier", "privacy.max_grad_norm": "--clip",
+    "privacy.clip_method": "--clip-method", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
+    "optim.warmup_fraction": "--warmup", "denoise.denoise": "--denoise", "denoise.kappa": "--kappa",
+    "denoise.norm_correction": "--norm-correction", "denoise.fallback": "--fallback",
+    "denoise.method": "--denoise-method", "run.steps": "--steps", "run.epochs": "--epochs",
+    "run.batch_size": "--batch-size", "run.max_physical_batch": "--max-physical-batch",
+    "run.eval_every": "--eval-every", "run.checkpoint_every": "--checkpoint-every",
+    "run.eval_batch_size": "--eval-batch-size", "model.max_length": "--max-length",
+}
 
 
 def _check(ok: bool, name: str, why: str) -> None:
     if not ok:
-        raise ConfigError(f"{name}: {why}")
+        flag = f" ({FIELD_FLAGS[name]})" if name in FIELD_FLAGS else ""
+        raise ConfigError(f"{name}{flag}: {why}")

@@ -18,3 +18,14 @@ class DataError(MinidpError, ValueError):
 
 class PrivacyError(MinidpError, ValueError):
     """Invalid privacy parameters, or a run that would spend more epsilon than asked."""
+
+
+class RunInterrupted(Exception):
+    """A run stopped by SIGINT/SIGTERM after finishing its step (and writing a checkpoint).
+
+    The CLI prints the message (which says how to resume) and exits with ``exit_code`` (130 / 143).
+    """
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

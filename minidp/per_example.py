@@ -36,6 +36,14 @@ class Record(Protocol):
 
     def per_example(self): ...  # -> (B, *shape)
 
+    def keep_examples(self, keep): ...  # zero the rows of examples where keep (B,) is False
+
+
+def _zero_rows(x, keep):
+    """x (B, ...) with the rows where keep (B,) is False set to 0 (NaN/inf included)."""
+    xp = array_module(x)
+    return xp.where(keep.reshape((-1,) + (1,) * (x.ndim - 1)), x, xp.zeros((), dtype=x.dtype))
+
 
 class SharedInput:
     """A layer input ``a`` (B, T, d_in) read by several linear layers (e.g. query, key and value).
@@ -94,6 +102,9 @@ class DenseRecord:
     def per_example(self):
         return self.grads
 
+    def keep_examples(self, keep):
+        self.grads = _zero_rows(self.grads, keep)
+
 
 class LinearRecord:
     """Weight gradient of ``y = a Wᵀ + b``: ∇_i W = g_iᵀ a_i, shape (d_out, d_in) as in HF's Linear.
@@ -143,6 +154,11 @@ class LinearRecord:
         a3, g3 = _as_3d(self.a.a), _as_3d(self.g)
         return g3.transpose(0, 2, 1) @ a3  # (B, d_out, d_in)
 
+    def keep_examples(self, keep):
+        self.g = _zero_rows(self.g, keep)
+        self.a.a = _zero_rows(self.a.a, keep)  # shared with other layers: zeroing twice is harmless
+        self.a._gram = None
+
 
 class EmbeddingRecord:
     """Gradient of a lookup table E (V, C) read at ``ids`` (B, T): ∇_i E = Σ_t e_{id_it} g_itᵀ."""
@@ -174,6 +190,9 @@ class EmbeddingRecord:
         for i in range(B):  # plain loop: this is the reference path
             scatter_add(out[i], self.ids[i], self.g[i])
         return out
+
+    def keep_examples(self, keep):
+        self.g = _zero_rows(self.g, keep)
 
 
 def scatter_add(out, rows, values) -> None:

@@ -11,8 +11,12 @@ from pathlib import Path
 from minidp.errors import ConfigError
 
 
-def read_metrics(run_dir) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+def read_metrics(run_dir, name: str = "metrics.jsonl") -> list[dict]:
+    """The rows of RUN_DIR/metrics.jsonl (release-safe) or, with name="metrics_nonprivate.jsonl", the
+    NON-PRIVATE per-step statistics ([] when the file is absent)."""
+    path = Path(run_dir) / name
+    if not path.exists():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -26,11 +30,12 @@ def plot_run(run_dir) -> Path:
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install 'minidp[plot]'") from None
     rows = read_metrics(run_dir)
-    steps = [r for r in rows if "loss" in r]
+    losses = [r for r in read_metrics(run_dir, "metrics_nonprivate.jsonl") if "loss" in r]
+    steps = [r for r in rows if "epsilon" in r]
     evals = [r for r in rows if "eval" in r]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    axes[0].plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8)
-    axes[0].set(title="training loss (non-private statistic)", xlabel="step")
+    axes[0].plot([r["step"] for r in losses], [r["loss"] for r in losses], lw=0.8)
+    axes[0].set(title="training loss (NON-PRIVATE statistic)", xlabel="step")
     axes[1].plot([r["step"] for r in steps], [r["epsilon"] for r in steps])
     axes[1].set(title="ε spent", xlabel="step")
     axes[2].plot([r["step"] for r in evals], [r["eval"].get("accuracy") for r in evals], marker="o")

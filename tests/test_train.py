@@ -126,7 +126,8 @@ def test_training_reduces_loss_and_writes_the_run(tiny_model_dir, tmp_path):
     tsv = write_tiny_tsv(tmp_path / "train.tsv", 400)
     summary = train(_config(tiny_model_dir, tsv, tmp_path / "run", run={"eval_every": 20}), log=lambda *a: None)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if "loss" in r]
+    nonprivate = [json.loads(line) for line in (tmp_path / "run" / "metrics_nonprivate.jsonl").read_text().splitlines()]
+    steps = [r for r in nonprivate if "loss" in r]
     first, last = np.mean([r["loss"] for r in steps[:5]]), np.mean([r["loss"] for r in steps[-5:]])
     print(f"loss {first:.4f} -> {last:.4f}; eval {summary['final_eval']}")
     assert last < first - 0.1
@@ -139,7 +140,7 @@ def test_training_reduces_loss_and_writes_the_run(tiny_model_dir, tmp_path):
     acc.step(noise_multiplier=saved["noise_multiplier"], sample_rate=saved["sample_rate"], steps=saved["steps"])
     assert saved["epsilon"] == pytest.approx(acc.get_epsilon(saved["delta"]), rel=1e-12)
     assert saved["steps"] == 40 and saved["sample_rate"] == pytest.approx(128 / 360)
-    assert all("epsilon" in r for r in steps)
+    assert all("epsilon" in r for r in rows if not r.get("final"))
     # the saved model reloads and predicts as the summary says
     reloaded = load_pretrained(tmp_path / "run" / "model", verbose=False)
     assert reloaded.num_labels == 2
@@ -173,7 +174,8 @@ def test_cli_train_end_to_end(tiny_model_dir, tmp_path, capsys):
     summary = json.loads(printed.strip().splitlines()[-1])
     assert summary["epsilon"] <= 4.0 and summary["steps"] == 5
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert "denoise_kept" in rows[0] and "diagnostics_non_private" in rows[0]
+    nonprivate = [json.loads(line) for line in (out / "metrics_nonprivate.jsonl").read_text().splitlines()]
+    assert "denoise_kept" in rows[0] and "diagnostics_non_private" in nonprivate[0]
     assert (out / "plots.png").stat().st_size > 1000
 
 
@@ -188,6 +190,7 @@ def test_cli_missing_model_is_one_line(tmp_path, capsys):
 def test_cli_missing_data_is_one_line(tiny_model_dir, tmp_path, capsys):
     from minidp.cli import main
 
-    code = main(["train", "--model", str(tiny_model_dir), "--task", "sst2", "--data", str(tmp_path / "glue")])
+    code = main(["train", "--model", str(tiny_model_dir), "--task", "sst2", "--data", str(tmp_path / "glue"),
+                 "--max-length", "16"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "SST-2" in err[0]

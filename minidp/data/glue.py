@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minidp.data.dataset import TextDataset, read_text
+from minidp.data.dataset import TextDataset, needs_repair, read_text, repair_text
 from minidp.errors import ConfigError, DataError
 
 
@@ -56,13 +56,14 @@ GLUE_TASKS: dict[str, GlueTask] = {
 SPLIT_FILES = {"train": "train.tsv", "test": "test.tsv"}  # "dev" comes from GlueTask.dev_file
 
 
-def read_tsv(path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_tsv(path, *, errors: str = "strict") -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(header, [(line number, fields), ...]) of a tab-separated file, by a plain tab split.
 
     Lines end in "\\n" or "\\r\\n"; a final newline is optional. A row whose field count differs from
-    the header's is a DataError naming file and line (1-based, the header is line 1).
+    the header's is a DataError naming file and line (1-based, the header is line 1). ``errors``:
+    "strict" (bytes that are not UTF-8 are a DataError) or "replace" (they become U+FFFD, see read_text).
     """
-    text, _ = read_text(path, errors="strict")
+    text, _ = read_text(path, errors=errors)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last row
@@ -79,6 +80,8 @@ def read_tsv(path) -> tuple[list[str], list[tuple[int, list[str]]]]:
                 f"{len(header)} ({header})"
             )
         rows.append((lineno, fields))
+    if not rows:
+        raise DataError(f"{path}: no examples (only a header row)")
     return header, rows
 
 
@@ -111,23 +114,23 @@ def glue_file(task: str, data_dir, split: str = "train") -> Path:
     raise DataError(f"{task} {split}: no file {candidates[0]} (nor {candidates[1]})")
 
 
-def load_glue(task: str, data_dir, split: str = "train") -> TextDataset:
+def load_glue(task: str, data_dir, split: str = "train", *, errors: str = "strict") -> TextDataset:
     """The labelled examples of GLUE ``task`` ("sst2", "qnli", "qqp", "mnli") and ``split``.
 
     split: "train", "dev" (MNLI: dev_matched.tsv; "dev_mismatched" also works) or "test" (GLUE test
     files carry no labels, so asking for them is a DataError that says so).
     """
     path = glue_file(task, data_dir, split)
-    return load_glue_file(task, path, split=split)
+    return load_glue_file(task, path, split=split, errors=errors)
 
 
-def load_glue_file(task: str, path, *, split: str = "") -> TextDataset:
+def load_glue_file(task: str, path, *, split: str = "", errors: str = "strict") -> TextDataset:
     """The labelled examples of one TSV file at ``path`` in the layout of GLUE ``task``.
 
     Use this for files outside the GLUE folder layout (e.g. your own train/dev TSVs for "sst2").
     """
     spec = _task(task)
-    header, rows = read_tsv(path)
+    header, rows = read_tsv(path, errors=errors)
     if spec.label_column not in header and (split == "test" or Path(path).name == "test.tsv"):
         raise DataError(
             f"{path}: GLUE test files are unlabeled (header {header}); train on 'train' and "
@@ -138,6 +141,7 @@ def load_glue_file(task: str, path, *, split: str = "") -> TextDataset:
     i_label = column_index(header, spec.label_column, path)
 
     label_of = {value: k for k, value in enumerate(spec.label_values)}
+    repaired = sum(1 for _, fields in rows if any(needs_repair(f) for f in fields))
     texts, pairs, labels = [], [], []
     for lineno, fields in rows:
         value = fields[i_label].strip()
@@ -146,9 +150,9 @@ def load_glue_file(task: str, path, *, split: str = "") -> TextDataset:
                 f"{path}, line {lineno}: label {fields[i_label]!r} in column {spec.label_column!r} "
                 f"is not one of {list(spec.label_values)}"
             )
-        texts.append(fields[i_text])
+        texts.append(repair_text(fields[i_text]))
         if i_pair is not None:
-            pairs.append(fields[i_pair])
+            pairs.append(repair_text(fields[i_pair]))
         labels.append(label_of[value])
     return TextDataset(
         texts=texts,
@@ -156,6 +160,7 @@ def load_glue_file(task: str, path, *, split: str = "") -> TextDataset:
         label_names=list(spec.label_names),
         text_pairs=pairs if i_pair is not None else None,
         source=str(path),
+        notes={"rows_with_invalid_utf8": repaired} if repaired else {},
     )
 
 

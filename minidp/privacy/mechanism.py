@@ -58,7 +58,8 @@ def noise_std_of_average(*, noise_multiplier: float, max_grad_norm: float, expec
 def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: float, expected_batch_size: float, rng):
     """Release the clipped sum: (released, noise), both {name: array} like ``clipped_sum``.
 
-    noise[name]    = σC · z,  z ~ N(0, 1) elementwise, drawn by ``rng`` in the array's shape and dtype
+    noise[name]    = σC · z,  z ~ N(0, 1) elementwise, drawn by ``rng`` in float64 in the array's shape,
+                     then cast to its dtype
                      (``rng`` is a numpy or cupy Generator living where the arrays live)
     released[name] = (clipped_sum[name] + noise[name]) / expected_batch_size
     Names are visited in sorted order, so the same seed gives the same noise however the dict was built.
@@ -72,8 +73,8 @@ def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: floa
         xp = array_module(s)
         if std == 0:
             z = xp.zeros_like(s)
-        else:
-            z = rng.standard_normal(s.shape, dtype=s.dtype) * s.dtype.type(std)  # same shape/dtype/device as s
+        else:  # drawn in float64 (no float32 sampler artefacts), then cast to the gradient's dtype
+            z = (rng.standard_normal(s.shape, dtype=xp.float64) * std).astype(s.dtype, copy=False)
         noise[name] = z
         released[name] = (s + z) / s.dtype.type(expected_batch_size)
     return released, noise

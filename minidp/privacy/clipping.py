@@ -1,0 +1,38 @@
+"""Per-example clipping of one virtual batch: the one place where per-example gradients are clipped and summed.
+
+    sums, norms, factors, dropped = clip_and_sum(records, max_grad_norm=C)
+
+From the per-example records of ONE backward pass (minidp/per_example.py):
+    ‖∇_i‖² = Σ_params record.norm_sq()_i, clamped at 0   (a ghost norm can round a hair below 0)
+    c_i    = clip_factors(‖∇_i‖, C)                     (minidp/privacy/mechanism.py)
+    sum    = {name: Σ_i c_i ∇_i}                         (each record's weighted_sum)
+An example whose norm is not finite (an overflow, a NaN input) is outside the sensitivity analysis: it is
+dropped — c_i = 0 and its rows of every record zeroed first, since 0·NaN = NaN would poison the sum — and
+counted in ``dropped`` (a NON-PRIVATE statistic). Every other example moves the sum by at most C.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minidp.backend import array_module, to_host
+from minidp.per_example import total_norm_sq, weighted_sums
+from minidp.privacy.mechanism import clip_factors
+
+
+def clip_and_sum(records: dict, max_grad_norm: float, *, method: str = "flat", gamma: float = 0.01):
+    """({name: Σ_i c_i ∇_i}, norms (B,), factors (B,), dropped: int) — norms/factors on the records' device."""
+    norm_sq = total_norm_sq(records)  # (B,)
+    xp = array_module(norm_sq)
+    norms = xp.sqrt(xp.maximum(norm_sq, 0.0))  # (B,)
+    finite = np.isfinite(to_host(norms))  # (B,) host: the one copy per virtual batch
+    dropped = int((~finite).sum())
+    if dropped:
+        keep = xp.asarray(finite)
+        for record in records.values():
+            record.keep_examples(keep)
+        norms = xp.where(keep, norms, 0.0)
+    factors = clip_factors(norms, max_grad_norm, method=method, gamma=gamma)  # (B,)
+    if dropped:
+        factors = xp.where(keep, factors, 0.0)
+        norms = xp.where(keep, norms, xp.nan)  # report the dropped examples' norms as NaN
+    return weighted_sums(records, factors), norms, factors, dropped

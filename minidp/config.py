@@ -66,6 +66,7 @@ class DenoiseConfig:
     norm_correction: str = "noisy"  # noisy | estimate | none
     fallback: str = "noisy"  # when nothing is kept: noisy (unchanged) | zero
     method: str = "fast"  # exact SVD | fast (top-k)
+    min_dim: int = 0  # skip matrices whose smaller side is below this, e.g. 3 skips a 2×d head (0: none)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class TrainConfig:
                f"{z.norm_correction!r} not in {NORM_CORRECTIONS}")
         _check(z.fallback in FALLBACKS, "denoise.fallback", f"{z.fallback!r} not in {FALLBACKS}")
         _check(z.method in DENOISE_METHODS, "denoise.method", f"{z.method!r} not in {DENOISE_METHODS}")
+        _check(z.min_dim >= 0, "denoise.min_dim", f"{z.min_dim} must be >= 0")
         _check(r.epochs is not None or r.steps is not None, "run", "give --epochs or --steps")
         _check(r.steps is None or r.steps >= 1, "run.steps", f"{r.steps} must be >= 1")
         _check(r.epochs is None or r.epochs > 0, "run.epochs", f"{r.epochs} must be > 0")
@@ -157,7 +159,7 @@ FIELD_FLAGS = {
     "privacy.clip_method": "--clip-method", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
     "optim.warmup_fraction": "--warmup", "denoise.denoise": "--denoise", "denoise.kappa": "--kappa",
     "denoise.norm_correction": "--norm-correction", "denoise.fallback": "--fallback",
-    "denoise.method": "--denoise-method", "run.steps": "--steps", "run.epochs": "--epochs",
+    "denoise.method": "--denoise-method", "denoise.min_dim": "--denoise-min-dim", "run.steps": "--steps", "run.epochs": "--epochs",
     "run.batch_size": "--batch-size", "run.max_physical_batch": "--max-physical-batch",
     "run.eval_every": "--eval-every", "run.checkpoint_every": "--checkpoint-every",
     "run.eval_batch_size": "--eval-batch-size", "model.max_length": "--max-length",

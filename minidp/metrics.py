@@ -5,6 +5,7 @@ GLUE reports accuracy for SST-2, QNLI and MNLI, and accuracy plus F1 (positive c
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import beta
 
 from minidp.backend import to_host
 from minidp.errors import DataError
@@ -44,3 +45,17 @@ def classification_metrics(pred, labels, task: str = "") -> dict[str, float]:
     if task.lower() in F1_TASKS:
         out["f1"] = f1_binary(pred, labels, positive=1)
     return out
+
+
+def binomial_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper–Pearson (exact) interval for a proportion: the Beta quantiles
+    (B(α/2; k, n−k+1), B(1−α/2; k+1, n−k)), with 0 / 1 at the ends. (nan, nan) for no trials."""
+    k, n = int(successes), int(trials)
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= k <= n:
+        raise DataError(f"successes={k} must lie in [0, {n}]")
+    alpha = 1.0 - confidence
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high

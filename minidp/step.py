@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from minidp.backend import array_module, to_host
+from minidp.denoise import denoise_gradients
+from minidp.denoise.rmt import DEFAULT_KAPPA
+from minidp.denoise.diagnostics import alignment
 from minidp.privacy.clipping import clip_and_sum
 from minidp.privacy.mechanism import add_noise, noise_std_of_average
 from minidp.privacy.sampling import poisson_sample, virtual_batches
@@ -34,10 +37,11 @@ from minidp.privacy.sampling import poisson_sample, virtual_batches
 class DenoiseSettings:
     """How (and whether) the released gradient is denoised; see minidp.denoise.rmt_denoise."""
 
-    kappa: float = 1.02  # the paper's value (arXiv 2510.01137); docs/denoiser.md
+    kappa: float = DEFAULT_KAPPA  # 1.02, the paper's value (arXiv 2510.01137); docs/denoiser.md
     norm_correction: str = "noisy"
     fallback: str = "noisy"
     method: str = "fast"
+    min_dim: int = 0  # skip matrices whose smaller side is below this (0: denoise every 2-D linear weight)
 
 
 @dataclass
@@ -130,7 +134,7 @@ class DPStep:
         # 4. Post-processing: the denoiser sees only the released gradient and the public noise std.
         update, stats = released, None
         if self.denoise is not None:
-            update, stats = denoise_released(released, noise_std, self.denoise)
+            update, stats = denoise_released(released, noise_std, self.denoise, seed=self.steps_done + 1)
         diagnostics = None
         if self.diagnostics:  # NON-PRIVATE: compares with the clipped (pre-noise) gradient
             diagnostics = alignment_diagnostics(clipped_sum, released, update if self.denoise else None,
@@ -186,18 +190,18 @@ class DPStep:
         return total, cat(norms), cat(factors), cat(losses), dropped
 
 
-def denoise_released(released: dict, noise_std: float, settings: DenoiseSettings):
-    """RMT-denoise the released gradient matrices (post-processing; see minidp.denoise)."""
-    from minidp.denoise import denoise_gradients  # noqa: PLC0415
+def denoise_released(released: dict, noise_std: float, settings: DenoiseSettings, seed: int = 0):
+    """RMT-denoise the released gradient matrices (post-processing; see minidp.denoise).
 
+    ``seed``: the fast path's random starting block, from a public value (the step number), so each step
+    starts afresh and nothing private or secret is involved."""
     return denoise_gradients(released, noise_std, kappa=settings.kappa, norm_correction=settings.norm_correction,
-                             fallback=settings.fallback, method=settings.method)
+                             fallback=settings.fallback, method=settings.method, seed=seed,
+                             min_dim=settings.min_dim)
 
 
 def alignment_diagnostics(clipped_sum: dict, released: dict, denoised: dict | None, expected_batch_size: float):
     """NON-PRIVATE: cosines of the released / denoised gradient to the clipped average (reads private data)."""
-    from minidp.denoise.diagnostics import alignment  # noqa: PLC0415
-
     clipped_average = {name: g / expected_batch_size for name, g in clipped_sum.items()}
     return alignment(noisy=released, denoised=denoised if denoised is not None else released,
                      clipped=clipped_average)

@@ -212,7 +212,8 @@ def build_run(config: TrainConfig, datasets=None) -> Run:
     if o.optimizer == "sgd":
         optimizer_kw["momentum"] = o.momentum
     denoise = None if z.denoise == "none" else DenoiseSettings(kappa=z.kappa, norm_correction=z.norm_correction,
-                                                               fallback=z.fallback, method=z.method)
+                                                               fallback=z.fallback, method=z.method,
+                                                               min_dim=z.min_dim)
     step = DPStep(model, train_data, noise_multiplier=plan.noise_multiplier, max_grad_norm=p.max_grad_norm,
                   sample_rate=plan.sample_rate, optimizer=make_optimizer(o.optimizer, o.lr, **optimizer_kw),
                   streams=streams, accountant=RDPAccountant(), delta=plan.delta,

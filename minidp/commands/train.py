@@ -79,7 +79,11 @@ def add_parser(subparsers) -> None:
                    help="keep singular values above κ × the bulk edge (1.02: the paper's value)")
     z.add_argument("--norm-correction", default="noisy", choices=NORM_CORRECTIONS)
     z.add_argument("--fallback", default="noisy", choices=FALLBACKS, help="when no component is kept")
-    z.add_argument("--denoise-method", default="fast", choices=DENOISE_METHODS)
+    z.add_argument("--denoise-method", default="fast", choices=DENOISE_METHODS,
+                   help="exact: full SVD per matrix; fast: top singular triplets (equal to exact as measured)")
+    z.add_argument("--denoise-min-dim", type=int, default=0,
+                   help="skip weight matrices whose smaller side is below this (3 skips a binary head's 2×d "
+                   "matrix; 0 denoises every 2-D linear weight, the paper's choice)")
 
     r = parser.add_argument_group("run")
     r.add_argument("--seed", type=int, default=None,
@@ -121,7 +125,7 @@ def config_from_args(args) -> TrainConfig:
         optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                           momentum=args.momentum, warmup_fraction=args.warmup),
         denoise=DenoiseConfig(denoise=args.denoise, kappa=args.kappa, norm_correction=args.norm_correction,
-                              fallback=args.fallback, method=args.denoise_method),
+                              fallback=args.fallback, method=args.denoise_method, min_dim=args.denoise_min_dim),
         run=RunConfig(epochs=epochs, steps=args.steps, batch_size=args.batch_size,
                       max_physical_batch=args.max_physical_batch, seed=args.seed, eval_every=args.eval_every,
                       eval_batch_size=args.eval_batch_size, out=args.out, diagnostics=args.diagnostics,
@@ -186,7 +190,7 @@ def _args_of(config: TrainConfig, defaults: dict) -> dict:
             "batch_size": r.batch_size, "max_physical_batch": r.max_physical_batch, "optimizer": o.optimizer,
             "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum, "warmup": o.warmup_fraction,
             "denoise": z.denoise, "kappa": z.kappa, "norm_correction": z.norm_correction, "fallback": z.fallback,
-            "denoise_method": z.method, "seed": r.seed, "eval_every": r.eval_every,
+            "denoise_method": z.method, "denoise_min_dim": z.min_dim, "seed": r.seed, "eval_every": r.eval_every,
             "eval_batch_size": r.eval_batch_size, "out": r.out, "diagnostics": r.diagnostics, "plot": r.plot,
             "no_save_model": not r.save_model, "no_progress": not r.progress,
             "checkpoint_every": r.checkpoint_every}

@@ -43,6 +43,7 @@ import numpy as np
 
 from minidp.backend import array_module
 from minidp.denoise.rmt import (
+    DEFAULT_KAPPA,
     _check_matrix,
     bulk_edge,
     check_noise_std,
@@ -203,7 +204,7 @@ def _host(x):
 # ------------------------------------------------------------------------------------------------
 # denoise a group of same-shape matrices
 # ------------------------------------------------------------------------------------------------
-def denoise_group(mats, noise_std, *, kappa=1.05, norm_correction="noisy", fallback="noisy",
+def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy",
                   rng: np.random.Generator | None = None, seed: int = 0, block: int = 4,
                   tol: float | None = None, max_depth: int = 64):
     """Denoise a list of same-shape, same-dtype m×n matrices in one batched call.
@@ -258,7 +259,7 @@ def denoise_group(mats, noise_std, *, kappa=1.05, norm_correction="noisy", fallb
     return outs, stats
 
 
-def rmt_denoise_fast(G, noise_std, kappa=1.05, norm_correction="noisy", fallback="noisy", *,
+def rmt_denoise_fast(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy", *,
                      seed: int = 0, **options):
     """One matrix through the fast path (``options``: block, tol, max_depth of :func:`denoise_group`)."""
     return denoise_group([G], noise_std, kappa=kappa, norm_correction=norm_correction, fallback=fallback,

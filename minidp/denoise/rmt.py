@@ -26,6 +26,8 @@ import numpy as np
 from minidp.backend import array_module, scalar
 from minidp.errors import ConfigError
 
+DEFAULT_KAPPA = 1.02  # the paper's threshold factor (arXiv 2510.01137); docs/denoiser.md on 1.05
+
 NORM_CORRECTIONS = ("noisy", "estimate", "none")
 FALLBACKS = ("noisy", "zero")
 METHODS = ("exact", "fast")
@@ -144,7 +146,7 @@ def matrix_stats(*, shape, kept: int, top: float, edge: float, norm_before: floa
 # ------------------------------------------------------------------------------------------------
 # one matrix: the reference
 # ------------------------------------------------------------------------------------------------
-def rmt_denoise_with_stats(G, noise_std, kappa=1.05, norm_correction="noisy", fallback="noisy"):
+def rmt_denoise_with_stats(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy"):
     """As :func:`rmt_denoise`, also returning the per-matrix stats dict."""
     _check_matrix(G)
     s = check_noise_std(noise_std)
@@ -171,7 +173,7 @@ def rmt_denoise_with_stats(G, noise_std, kappa=1.05, norm_correction="noisy", fa
                              norm_after=norm_after, method="exact")
 
 
-def rmt_denoise(G, noise_std, kappa=1.05, norm_correction="noisy", fallback="noisy"):
+def rmt_denoise(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy"):
     """Denoise one noisy m×n gradient matrix G with per-entry noise std ``noise_std`` (s = σC/(qN)).
 
     Keeps singular values λ_i > κ·s(√m+√n), shrinks them to w_i = √((λ_i² − s²(m+n))² − 4s⁴mn)/λ_i,
@@ -205,15 +207,17 @@ def _include_predicate(include) -> Callable[[str, object], bool]:
     return lambda name, array: name in names
 
 
-def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=1.05, norm_correction="noisy",
-                      fallback="noisy", method="exact", include=None, seed=0):
+def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=1.02, norm_correction="noisy",
+                      fallback="noisy", method="exact", include=None, seed=0, min_dim=0):
     """Denoise every selected weight gradient of ``grads`` ({hf_name: array}); the rest pass through.
 
     ``include``: callable(name, array) -> bool, or a list of names; default :func:`default_include`
     (2-D linear weights; biases, LayerNorm and embeddings pass through untouched — the same objects).
     ``method``: "exact" (this module, full SVD per matrix) or "fast" (``fast.py``: top singular triplets by
     randomized subspace iteration, same-shape matrices batched; ``seed`` seeds its own test matrices —
-    a generator of its own, never the DP noise stream).
+    a generator of its own, never the DP noise stream; DPStep passes the public step number).
+    ``min_dim``: skip matrices whose smaller side is below it (e.g. 3 skips a binary task's 2×d head, where
+    Marchenko–Pastur asymptotics say little; docs/denoiser.md weighs what that loses). 0: skip none.
     Returns ``(new_grads, stats)``: a new dict in the same key order, and {name: per-matrix stats}
     (keys kept, top_singular_value, edge, top_over_edge, norm_before, norm_after; see :func:`summarize`).
     """
@@ -222,7 +226,7 @@ def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=1.05, nor
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     wanted = _include_predicate(include)
-    selected = [name for name, g in grads.items() if wanted(name, g)]
+    selected = [name for name, g in grads.items() if wanted(name, g) and min(g.shape) >= min_dim]
     for name in selected:
         _check_matrix(grads[name], what=f"gradient {name!r}")
 

@@ -37,6 +37,7 @@ DEFAULT_ORDERS: tuple[float, ...] = tuple(
 MIN_CONVERSION_ORDER = 1.01
 # Calibration: the largest σ tried, and how close to the target ε the answer must come.
 MAX_NOISE_MULTIPLIER = 1e4
+RDP_ROUNDING_SLACK = 1e-9  # an RDP value below −this is not rounding but a broken computation
 CALIBRATION_RTOL = 1e-3   # stop once (1 − rtol)·target ≤ ε(σ) ≤ target; the contract asks for 1 %
 
 
@@ -133,6 +134,8 @@ def epsilon_from_rdp(*, orders: Sequence[float], rdp: Sequence[float], delta: fl
     Two refinements, as in dp-accounting: an order whose RDP r satisfies δ² > 1 − e^{−r} gives ε = 0
     (RDP(α) ≥ KL for α ≥ 1, and TV ≤ √(1 − e^{−KL}) (Bretagnolle–Huber) ≤ δ means (0, δ)-DP);
     orders ≤ 1.01 are skipped (the bound divides by α − 1 there and is never the minimum).
+    Fails closed: a NaN, an infinity or a value below −1e-9 at some order makes that order unusable (as if
+    its RDP were +∞), so a broken computation never yields a smaller ε.
     Returns (inf, first order) when every order has infinite RDP. Issues no warning (see
     ``RDPAccountant.get_epsilon_and_order``).
     """
@@ -144,7 +147,11 @@ def epsilon_from_rdp(*, orders: Sequence[float], rdp: Sequence[float], delta: fl
                            f"and {rdp_arr.shape}")
     eps = np.full(orders_arr.shape, math.inf)                                 # (A,)
     for k, (alpha, r) in enumerate(zip(orders_arr.tolist(), rdp_arr.tolist())):
-        r = max(r, 0.0)                      # a tiny negative value is rounding: the true RDP is ≥ 0
+        # Fail closed: a value that is not a finite number ≥ −rounding is no bound at all, so that order
+        # counts as RDP = +∞ (it can never make ε smaller). A tiny negative value is rounding: true RDP ≥ 0.
+        if not (math.isfinite(r) and r >= -RDP_ROUNDING_SLACK) or not math.isfinite(alpha):
+            continue
+        r = max(r, 0.0)
         if delta**2 + math.expm1(-r) > 0.0:
             eps[k] = 0.0
         elif alpha > MIN_CONVERSION_ORDER:

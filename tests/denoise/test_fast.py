@@ -6,12 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidp.denoise import denoise_gradients, denoise_group, rmt_denoise, rmt_denoise_fast
-from minidp.denoise.rmt import bulk_edge
+from minidp.denoise.rmt import DEFAULT_KAPPA, bulk_edge
 from tests.denoise.planted import planted
 from tests.denoise.test_rmt import hf_grads
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
-# noisy singular values / edge: pure noise, clearly kept, near the κ = 1.05 threshold, or many components
+# noisy singular values / edge: pure noise, clearly kept, near the κ = 1.02 threshold, or many components
 ratio_lists = st.one_of(
     st.just([]),
     st.lists(st.floats(1.3, 8.0), min_size=1, max_size=3),
@@ -35,7 +35,7 @@ def test_fast_equals_exact_float64(m, n, L, rs, seed, s, corr, fallback, block):
     for G, out, st_ in zip(mats, outs, stats):
         ref = rmt_denoise(G, s, norm_correction=corr, fallback=fallback)
         lam = np.linalg.svd(G, compute_uv=False)
-        kept = int(np.sum(lam > 1.05 * bulk_edge(m, n, s)))
+        kept = int(np.sum(lam > DEFAULT_KAPPA * bulk_edge(m, n, s)))
         assert st_["kept"] == kept
         if kept < min(m, n) / 2:
             rel = _rel(out, ref)
@@ -84,7 +84,7 @@ def test_many_components_fall_back_to_exact():
 def test_krylov_path_itself_equals_exact(shape, seed, rs):
     """Medium matrices, so the Krylov iteration (not its exact fallback) produces the answer.
 
-    (Values just above κ = 1.05 need a deep Krylov space; there the exact fallback may answer.)"""
+    (Values just above κ = 1.02 need a deep Krylov space; there the exact fallback may answer.)"""
     m, n = shape
     rng = np.random.default_rng(seed)
     mats = [planted(m, n, 0.3, rs, rng)[1] for _ in range(3)]

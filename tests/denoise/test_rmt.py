@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidp.denoise import denoise_gradients, rmt_denoise, rmt_denoise_with_stats, summarize
-from minidp.denoise.rmt import bulk_edge, shrink, signal_sq_estimate
+from minidp.denoise.rmt import DEFAULT_KAPPA, bulk_edge, shrink, signal_sq_estimate
 from minidp.errors import ConfigError
 from tests.denoise.planted import cos, planted
 
@@ -69,7 +69,7 @@ def test_rank_equals_kept_and_shrinks(m, n, s, rs, seed, kappa):
 def test_norm_correction_is_exact(m, n, s, rs, seed):
     _, G = _case(m, n, s, rs, seed)
     lam = np.linalg.svd(G, compute_uv=False)
-    kept_lam = lam[lam > 1.05 * bulk_edge(m, n, s)]
+    kept_lam = lam[lam > DEFAULT_KAPPA * bulk_edge(m, n, s)]
     noisy = rmt_denoise(G, s, norm_correction="noisy")
     estimate = rmt_denoise(G, s, norm_correction="estimate", fallback="zero")
     rel_noisy = abs(np.linalg.norm(noisy) - np.linalg.norm(G)) / np.linalg.norm(G)

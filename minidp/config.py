@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from minidp.data import TASKS
+from minidp.denoise.rmt import DEFAULT_KAPPA, FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
 from minidp.errors import ConfigError
+from minidp.optim import OPTIMIZERS
+from minidp.privacy.mechanism import CLIP_METHODS
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+# The option lists live with the code that implements them; the config re-exports them for the CLI.
 DENOISERS = ("none", "rmt")
-NORM_CORRECTIONS = ("noisy", "estimate", "none")
-FALLBACKS = ("noisy", "zero")
-DENOISE_METHODS = ("exact", "fast")
-CLIP_METHODS = ("flat", "automatic")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class DenoiseConfig:
     denoise: str = "none"  # "none" | "rmt"
-    kappa: float = 1.02  # keep singular values above kappa · s(√m + √n); 1.02 is the paper's value
+    kappa: float = DEFAULT_KAPPA  # keep singular values above kappa · s(√m + √n); 1.02, the paper's value
     norm_correction: str = "noisy"  # noisy | estimate | none
     fallback: str = "noisy"  # when nothing is kept: noisy (unchanged) | zero
     method: str = "fast"  # exact SVD | fast (top-k)
@@ -130,6 +130,7 @@ class TrainConfig:
                f"{p.noise_multiplier} must be >= 0")
         _check(p.max_grad_norm > 0, "privacy.max_grad_norm", f"{p.max_grad_norm} must be > 0")
         _check(p.clip_method in CLIP_METHODS, "privacy.clip_method", f"{p.clip_method!r} not in {CLIP_METHODS}")
+        _check(d.task in TASKS, "data.task", f"{d.task!r} not in {TASKS}")
         _check(o.optimizer in OPTIMIZERS, "optim.optimizer", f"{o.optimizer!r} not in {OPTIMIZERS}")
         _check(o.lr > 0, "optim.lr", f"{o.lr} must be > 0")
         _check(0.0 <= o.warmup_fraction < 1.0, "optim.warmup_fraction", f"{o.warmup_fraction} not in [0, 1)")
@@ -153,7 +154,7 @@ class TrainConfig:
 
 # The `minidp train` flag of each checked field, so an error names both.
 FIELD_FLAGS = {
-    "model.path": "--model", "model.dtype": "--dtype", "model.device": "--device", "data.eval_fraction":
+    "model.path": "--model", "data.task": "--task", "model.dtype": "--dtype", "model.device": "--device", "data.eval_fraction":
     "--eval-fraction", "data.eval_limit": "--eval-limit", "privacy.epsilon": "--epsilon", "privacy.delta": "--delta",
     "privacy.noise_multiplier": "--noise-multiplier", "privacy.max_grad_norm": "--clip",
     "privacy.clip_method": "--clip-method", "optim.optimizer": "--optimizer", "optim.lr": "--lr",

@@ -122,7 +122,7 @@ class LinearRecord:
         self.method = method
 
     def chosen_method(self) -> str:
-        """Ghost norm when 2T² < d_in·d_out (DESIGN.md §2), else materialise."""
+        """Ghost norm when 2T² < d_in·d_out (docs/design.md §2), else materialise."""
         if self.method != "auto":
             return self.method
         a3 = _as_3d(self.a.a)

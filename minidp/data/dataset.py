@@ -162,3 +162,10 @@ def repair_text(field_text: str) -> str:
     if not needs_repair(field_text):
         return field_text
     return field_text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+
+
+def column_index(header: list[str], name: str, path) -> int:
+    """The position of column ``name`` in ``header``, or a DataError naming column, file and header."""
+    if name not in header:
+        raise DataError(f"{path}: no column {name!r}; the header has {header}")
+    return header.index(name)

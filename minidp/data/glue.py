@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minidp.data.dataset import TextDataset, needs_repair, read_text, repair_text
+from minidp.data.dataset import TextDataset, column_index, needs_repair, read_text, repair_text
 from minidp.errors import ConfigError, DataError
 
 
@@ -85,11 +85,6 @@ def read_tsv(path, *, errors: str = "strict") -> tuple[list[str], list[tuple[int
     return header, rows
 
 
-def column_index(header: list[str], name: str, path) -> int:
-    """The position of column ``name`` in ``header``, or a DataError naming column, file and header."""
-    if name not in header:
-        raise DataError(f"{path}: no column {name!r}; the header has {header}")
-    return header.index(name)
 
 
 def glue_file(task: str, data_dir, split: str = "train") -> Path:

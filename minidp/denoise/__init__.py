@@ -1,4 +1,4 @@
-"""RMT denoising of DP-SGD gradient matrices (arXiv 2510.01137; DESIGN.md §4; docs/denoiser.md).
+"""RMT denoising of DP-SGD gradient matrices (arXiv 2510.01137; docs/design.md §4; docs/denoiser.md).
 
     rmt.py          the algorithm on one matrix, readable next to the equations (full SVD), and on a
                     gradient dict {hf_name: array}

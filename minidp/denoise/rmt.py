@@ -1,4 +1,4 @@
-"""RMT denoising of a noisy gradient matrix: the readable reference (arXiv 2510.01137; DESIGN.md §4).
+"""RMT denoising of a noisy gradient matrix: the readable reference (arXiv 2510.01137; docs/design.md §4).
 
 DP-SGD releases G = X + Z for each m×n weight gradient, with Z_ij ~ N(0, s²) i.i.d. and
 s = σC/(qN), the std of the noise on the *averaged* gradient. Random-matrix theory (Marchenko–Pastur,

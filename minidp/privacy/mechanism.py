@@ -1,6 +1,6 @@
 """The Gaussian mechanism of DP-SGD: clip factors, then noise on the clipped sum. The only private release.
 
-One step (DESIGN.md §3): per-example gradient norms ‖∇_i‖ (B,) -> clip factors c_i -> clipped sum
+One step (docs/design.md §3): per-example gradient norms ‖∇_i‖ (B,) -> clip factors c_i -> clipped sum
 S = Σ_i c_i ∇_i (formed by the per-example records) -> released = (S + Z) / (qN),
 Z ~ N(0, (σC)² I). Because every clipped example has norm ≤ C, adding or removing one example moves S by
 at most C (L2 sensitivity C), so Z with std σC gives the sampled Gaussian mechanism analysed by the

@@ -42,29 +42,3 @@ def virtual_batches(indices, max_physical_batch: int) -> list[np.ndarray]:
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     step = int(max_physical_batch)
     return [indices[start : start + step] for start in range(0, indices.size, step)]
-
-
-class PoissonSampler:
-    """An endless stream of Poisson batches over ``num_examples`` examples.
-
-        sampler = PoissonSampler(N, sample_rate=q, rng=streams.sampling)
-        batch = sampler.next_batch()          # or: for batch in sampler: ...
-        sampler.expected_batch_size           # q * N, the divisor of the noisy sum
-    """
-
-    def __init__(self, num_examples: int, *, sample_rate: float, rng: np.random.Generator):
-        _check_rate(num_examples, sample_rate)
-        self.num_examples = int(num_examples)
-        self.sample_rate = float(sample_rate)
-        self.rng = rng
-
-    @property
-    def expected_batch_size(self) -> float:
-        return self.sample_rate * self.num_examples
-
-    def next_batch(self) -> np.ndarray:
-        return poisson_sample(self.num_examples, self.sample_rate, self.rng)
-
-    def __iter__(self):
-        while True:
-            yield self.next_batch()

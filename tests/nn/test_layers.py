@@ -59,7 +59,7 @@ def test_linear_ghost_equals_materialized(B, T, d_in, d_out, seed):
 
 
 def test_linear_cost_rule():
-    """Ghost norm exactly when 2T² < d_in·d_out (DESIGN.md §2)."""
+    """Ghost norm exactly when 2T² < d_in·d_out (docs/design.md §2)."""
     g = np.zeros((1, 16, 24))
     assert LinearRecord(np.zeros((1, 16, 24)), g).chosen_method() == "ghost"  # 512 < 576
     assert LinearRecord(np.zeros((1, 16, 8)), g[:, :, :8]).chosen_method() == "materialize"  # 512 ≥ 64

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidp.errors import ConfigError, PrivacyError
-from minidp.privacy.sampling import PoissonSampler, poisson_sample, virtual_batches
+from minidp.privacy.sampling import poisson_sample, virtual_batches
 
 
 def test_sample_is_sorted_unique_int64_in_range():
@@ -53,18 +53,6 @@ def test_empty_batches_happen_when_qN_is_small():
     p_empty = (1 - q) ** N  # ≈ 0.904
     assert abs(empty - p_empty) < 5 * np.sqrt(p_empty * (1 - p_empty) / draws)
     assert virtual_batches(np.array([], dtype=np.int64), 4) == []
-
-
-def test_sampler_is_reproducible_and_matches_the_function():
-    a = PoissonSampler(500, sample_rate=0.1, rng=np.random.default_rng(9))
-    rng = np.random.default_rng(9)
-    it = iter(a)
-    for _ in range(5):
-        np.testing.assert_array_equal(next(it), poisson_sample(500, 0.1, rng))
-    assert a.expected_batch_size == pytest.approx(50.0)
-    b = PoissonSampler(500, sample_rate=0.1, rng=np.random.default_rng(9))
-    c = PoissonSampler(500, sample_rate=0.1, rng=np.random.default_rng(9))
-    np.testing.assert_array_equal(b.next_batch(), c.next_batch())
 
 
 @settings(max_examples=60, deadline=None)

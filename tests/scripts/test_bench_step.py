@@ -1,6 +1,6 @@
 """scripts/bench_step.py: inputs, summary keys, and that every timed method computes the same gradient.
 
-Tiny settings (MiniLM shapes cut to 1 layer, B=4, T=16); no timing claims are tested (DESIGN.md §6).
+Tiny settings (MiniLM shapes cut to 1 layer, B=4, T=16); no timing claims are tested (docs/design.md §6).
 """
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file, save
 
 from minidp.backend import to_host
 from minidp.errors import DataError
@@ -67,8 +68,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def _safetensors_bytes(tensors: dict) -> bytes:
-    from safetensors.numpy import save  # noqa: PLC0415
-
     return save({k: np.ascontiguousarray(to_host(v)) for k, v in tensors.items()})
 
 
@@ -157,8 +156,6 @@ def load_checkpoint(run_dir, *, report=print) -> dict:
 
     Candidates whose checksums fail are reported through ``report`` and skipped; DataError if none is good.
     """
-    from safetensors.numpy import load_file  # noqa: PLC0415
-
     run_dir = Path(run_dir)
     good, problems = [], []
     for name in CANDIDATES:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from scipy.special import erf as scipy_erf
+
 from minidp.backend import array_module
 
 
@@ -32,12 +34,10 @@ def erf(x):
     """The error function, elementwise: SciPy's on NumPy arrays, CuPy's on GPU arrays."""
     xp = array_module(x)
     if xp.__name__ == "numpy":
-        from scipy.special import erf as _erf  # noqa: PLC0415
+        return scipy_erf(x)
+    from cupyx.scipy.special import erf as cupy_erf  # noqa: PLC0415  (optional dependency: CuPy)
 
-        return _erf(x)
-    from cupyx.scipy.special import erf as _erf  # noqa: PLC0415
-
-    return _erf(x)
+    return cupy_erf(x)
 
 
 INV_SQRT2 = 1.0 / math.sqrt(2.0)

@@ -44,6 +44,7 @@ from minidp.errors import ConfigError, RunInterrupted
 from minidp.metrics import classification_metrics
 from minidp.nn import loss as cross_entropy
 from minidp.optim import linear_schedule, make_optimizer
+from minidp.plots import plot_run  # imports matplotlib (optional) only when called
 from minidp.privacy import RDPAccountant, get_noise_multiplier
 from minidp.rundir import OUTPUT_PRIVACY, RunDir, params_fingerprint
 from minidp.step import DenoiseSettings, DPStep
@@ -379,8 +380,6 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
             run.model.save_pretrained(run_dir.path / "model")  # copies the checkpoint's tokenizer files too
         run_dir.write_json("summary.json", summary)  # last: its presence means "finished"
         if config.run.plot:
-            from minidp.plots import plot_run  # noqa: PLC0415  (matplotlib is optional)
-
             plot_run(run_dir.path)
     return summary
 

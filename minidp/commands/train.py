@@ -9,8 +9,10 @@ from pathlib import Path
 from minidp.config import (CLIP_METHODS, DENOISE_METHODS, DENOISERS, FALLBACKS, NORM_CORRECTIONS, OPTIMIZERS,
                            TASKS, DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig,
                            TrainConfig)
+from minidp.backend import resolve_device
 from minidp.errors import ConfigError
 from minidp.rundir import RunDir
+from minidp.train import train
 
 # Run fields a --resume may change: they cannot change the parameters, the noise or ε.
 RESUME_ALLOWED = {"run.progress", "run.eval_every", "run.eval_batch_size", "run.plot", "run.save_model",
@@ -107,8 +109,6 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    from minidp.backend import resolve_device  # noqa: PLC0415
-
     epsilon = args.epsilon if (args.epsilon is not None or args.noise_multiplier is not None) else 8.0
     epochs = args.epochs if (args.epochs is not None or args.steps is not None) else 1.0
     return TrainConfig(
@@ -195,8 +195,6 @@ def _args_of(config: TrainConfig, defaults: dict) -> dict:
 
 
 def run(args) -> int:
-    from minidp.train import train  # noqa: PLC0415
-
     if args.resume is not None:
         if args.overwrite:
             raise ConfigError("--overwrite cannot be combined with --resume")

@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer as Backend
 
 from minidp.errors import DataError
 
@@ -163,8 +165,6 @@ def _do_lower_case(folder: Path) -> bool:
 
 
 def _from_tokenizer_json(path: Path) -> Tokenizer:
-    from tokenizers import Tokenizer as Backend  # noqa: PLC0415
-
     spec = _read_json(path)  # a clear error for broken JSON before the Rust parser sees it
     try:
         backend = Backend.from_str(json.dumps(spec))
@@ -184,8 +184,6 @@ def _from_tokenizer_json(path: Path) -> Tokenizer:
 
 def _roberta_bpe(vocab_path: Path, merges_path: Path) -> Tokenizer:
     """RoBERTa's pipeline: byte-level pre-tokenizer (no prefix space), BPE, <s> A </s></s> B </s>."""
-    from tokenizers import AddedToken, Tokenizer as Backend, decoders, models, pre_tokenizers, processors
-
     vocab = _read_json(vocab_path)
     try:
         merges = [
@@ -221,9 +219,6 @@ def _roberta_bpe(vocab_path: Path, merges_path: Path) -> Tokenizer:
 
 def _bert_wordpiece(vocab_path: Path, lowercase: bool) -> Tokenizer:
     """BERT's pipeline: BertNormalizer (clean, Chinese chars, optional lower-casing) + WordPiece."""
-    from tokenizers import AddedToken, Tokenizer as Backend, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
-
     try:
         tokens = vocab_path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:

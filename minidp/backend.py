@@ -15,7 +15,8 @@ dropout rate never changes which examples are sampled or which privacy noise is 
     streams.sampling, streams.noise, streams.dropout, streams.init   # Generators
 
 ``sampling`` is always a NumPy generator (indices select host-side data); the others live on
-``device`` (numpy or cupy).
+``device`` (numpy or cupy). ``device=None`` (the default everywhere in minidp and models) means
+``MINIDP_DEVICE`` ("cpu" or "cuda"), else "cpu".
 """
 from __future__ import annotations
 
@@ -124,6 +125,14 @@ def scalar(x) -> float:
     return float(to_host(x))
 
 
+def generator_device(rng) -> str:
+    """ "cuda" for a CuPy random generator, "cpu" for a NumPy one (where its draws will live)."""
+    return "cuda" if type(rng).__module__.startswith("cupy") else "cpu"
+
+
+DEVICE_STREAMS = ("noise", "dropout", "init")  # the streams that live on ``device``; ``sampling`` is host
+
+
 @dataclass
 class RandomStreams:
     """Independent seeded generators, one per purpose (see module docstring).
@@ -132,6 +141,9 @@ class RandomStreams:
     statistically independent. ``seed=None`` (the default) draws the root seed from the operating
     system's entropy: nobody can predict the noise. An integer seed makes every stream reproducible —
     for experiments only, since anyone who knows it can regenerate the noise.
+
+    On cuda each device stream is a CuPy generator seeded by a *key*: a 64-bit draw from a host NumPy
+    generator of its own (the key stream, spawned as above). See ``state_dict`` for why.
     """
 
     seed: int | None = None
@@ -139,21 +151,55 @@ class RandomStreams:
 
     def __post_init__(self):
         self.device = resolve_device(self.device)
-        xp = get_xp(self.device)
         root = np.random.SeedSequence(None if self.seed is None else int(self.seed))
         children = root.spawn(len(STREAM_NAMES))
+        self._keys: dict = {}  # cuda: {stream name: host generator of the keys that seed it}
         for name, child in zip(STREAM_NAMES, children):
-            if name == "sampling" or xp is np:
+            if name == "sampling" or self.device == "cpu":
                 setattr(self, name, np.random.default_rng(child))
             else:
-                setattr(self, name, xp.random.default_rng(int(child.generate_state(1, dtype=np.uint64)[0])))
+                self._keys[name] = np.random.default_rng(child)
+                setattr(self, name, get_xp(self.device).random.default_rng(self._next_key(name)))
+
+    def _next_key(self, name: str) -> int:
+        return int(self._keys[name].integers(0, 2**63))
+
+    def _seed_device_stream(self, name: str, key: int) -> None:
+        """Point the CuPy generator ``name`` at a fresh bit generator seeded by ``key`` (the same object:
+        whoever holds the generator, e.g. ``model.dropout_rng``, follows)."""
+        generator = getattr(self, name)
+        generator.bit_generator = type(generator.bit_generator)(key)
 
     def state_dict(self) -> dict:
-        """The generators' states (NumPy bit-generator dicts), for checkpoints; CPU only."""
-        if self.device != "cpu":
-            raise BackendError("saving random-stream state is only supported on cpu")
-        return {name: getattr(self, name).bit_generator.state for name in STREAM_NAMES}
+        """The streams' states, JSON-safe, for checkpoints (``load_state_dict`` restores them).
+
+        cpu: every generator's NumPy bit-generator state, read without side effects.
+        cuda: CuPy cannot read a cuRAND generator's state (``bit_generator.state()`` is a device pointer),
+        so saving *re-keys* the device streams: each continues from a fresh generator seeded by the next key
+        of its host key stream, and the key streams' states and the new keys are saved. A run resumed from
+        this state re-creates exactly those generators, so the resumed run draws what the uninterrupted
+        run drew (bit-exact resume); where a run saves changes its draws, as a different seed would.
+        """
+        state = {"device": self.device, "sampling": self.sampling.bit_generator.state}
+        for name in DEVICE_STREAMS:
+            if self.device == "cpu":
+                state[name] = getattr(self, name).bit_generator.state
+            else:
+                key = self._next_key(name)
+                self._seed_device_stream(name, key)
+                state[name] = {"key": key, "key_stream": self._keys[name].bit_generator.state}
+        return state
 
     def load_state_dict(self, states: dict) -> None:
-        for name in STREAM_NAMES:
-            getattr(self, name).bit_generator.state = states[name]
+        """Restore ``state_dict()``'s states; BackendError if they were saved on another device."""
+        saved_on = states.get("device", "cpu")
+        if saved_on != self.device:
+            raise BackendError(f"the random streams were saved on {saved_on} and cannot be restored on "
+                               f"{self.device} (CuPy and NumPy generators differ): resume on {saved_on}")
+        self.sampling.bit_generator.state = states["sampling"]
+        for name in DEVICE_STREAMS:
+            if self.device == "cpu":
+                getattr(self, name).bit_generator.state = states[name]
+            else:
+                self._keys[name].bit_generator.state = states[name]["key_stream"]
+                self._seed_device_stream(name, int(states[name]["key"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from minidp.backend import default_device
 from minidp.data import TASKS
 from minidp.denoise.rmt import DEFAULT_KAPPA, FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
 from minidp.errors import ConfigError
@@ -24,7 +25,7 @@ class ModelConfig:
     path: str = ""  # HF checkpoint directory (config.json + model.safetensors [+ tokenizer files])
     trainable: str = "all"  # "all" | "no-embeddings" | "classifier" | comma-separated HF names
     dtype: str = "float32"  # "float32" (training) | "float64" (checks)
-    device: str = "cpu"  # "cpu" | "cuda"
+    device: str = field(default_factory=default_device)  # "cpu" | "cuda"; default $MINIDP_DEVICE, else "cpu"
     max_length: int = 128  # tokens per example after truncation, special tokens included
 
 

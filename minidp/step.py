@@ -17,6 +17,11 @@ The walk, each stage handing the next exactly one thing:
 Privacy by construction: after ``add_noise`` nothing reads per-example data or the clipped sum — the
 denoiser receives only the released gradient and the public noise std. The NON-PRIVATE alignment diagnostic
 (``diagnostics=True``) is the one exception, and it is labelled as such wherever it appears.
+
+Devices: the model's parameters, the noise stream and the dropout stream must live on one device (checked
+when the step is built); the sampling stream and the data are host-side. On a GPU a step copies to the host
+a fixed number of times, whatever the number of layers or virtual batches: once for the per-example
+norms, factors and losses (accumulated on the device), plus the denoiser's own copies (minidp/denoise).
 """
 from __future__ import annotations
 
@@ -24,10 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minidp.backend import array_module, to_host
+from minidp.backend import array_module, device_of, generator_device, to_host
 from minidp.denoise import denoise_gradients
 from minidp.denoise.rmt import DEFAULT_KAPPA
 from minidp.denoise.diagnostics import alignment
+from minidp.errors import ConfigError
 from minidp.privacy.clipping import clip_and_sum
 from minidp.privacy.mechanism import add_noise, noise_std_of_average
 from minidp.privacy.sampling import poisson_sample, virtual_batches
@@ -95,6 +101,7 @@ class DPStep:
                  optimizer, streams, accountant, delta: float, max_physical_batch: int = 32,
                  clip_method: str = "flat", denoise: DenoiseSettings | None = None,
                  keep_intermediates: bool = True, diagnostics: bool = False):
+        check_devices(model, streams)
         self.model = model
         self.data = data
         self.noise_multiplier = float(noise_multiplier)
@@ -167,11 +174,12 @@ class DPStep:
         Returns ({hf_name: array}, norms (n,), factors (n,), losses (n,), dropped) — norms etc. on the host;
         ``dropped`` counts examples left out for a non-finite gradient norm (minidp/privacy/clipping.py).
         An empty ``indices`` gives zeros: an empty Poisson batch is still a (pure-noise) step.
+        The per-example values stay on the device until the end: ONE host copy for all of them.
         """
         model = self.model
         xp = array_module(next(iter(model.params.values())))
         total = {name: xp.zeros_like(model.params[name]) for name in model.trainable}
-        norms, factors, losses, dropped = [], [], [], 0
+        parts, dropped = [], xp.zeros((), dtype=xp.int64)  # parts: per virtual batch (3, B) norms/factors/losses
         for batch_indices in virtual_batches(indices, self.max_physical_batch):
             batch = self.data.batch(batch_indices)
             # forward -> per-example losses loss_i (not divided by B) -> ONE backward -> records
@@ -182,13 +190,16 @@ class DPStep:
             sums, batch_norms, c, batch_dropped = clip_and_sum(records, self.max_grad_norm, method=self.clip_method)
             for name, grad in sums.items():
                 total[name] += grad
-            norms.append(to_host(batch_norms))
-            factors.append(to_host(c))
-            losses.append(to_host(example_losses))
-            dropped += batch_dropped
-        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-        return total, cat(norms), cat(factors), cat(losses), dropped
-
+            parts.append(xp.stack([batch_norms, c.astype(batch_norms.dtype, copy=False),
+                                   example_losses.astype(batch_norms.dtype, copy=False)]))  # (3, B)
+            dropped = dropped + batch_dropped
+        if not parts:
+            return total, np.zeros(0), np.zeros(0), np.zeros(0), 0
+        per_example = xp.concatenate(parts, axis=1)  # (3, n)
+        n = per_example.shape[1]
+        host = to_host(xp.concatenate([per_example.reshape(-1), dropped.astype(per_example.dtype).reshape(1)]))
+        # ^ (3n + 1,): the one host copy of the step
+        return total, host[:n], host[n:2 * n], host[2 * n:3 * n], int(host[3 * n])
 
 def denoise_released(released: dict, noise_std: float, settings: DenoiseSettings, seed: int = 0):
     """RMT-denoise the released gradient matrices (post-processing; see minidp.denoise).
@@ -205,3 +216,26 @@ def alignment_diagnostics(clipped_sum: dict, released: dict, denoised: dict | No
     clipped_average = {name: g / expected_batch_size for name, g in clipped_sum.items()}
     return alignment(noisy=released, denoised=denoised if denoised is not None else released,
                      clipped=clipped_average)
+
+
+def check_devices(model, streams) -> str:
+    """The device of a DP step's arrays; ConfigError naming the culprit if model and streams disagree.
+
+    The model's parameters, ``streams.noise`` (the noise is added to the clipped sum where it lives) and the
+    model's dropout stream must share one device; ``streams.sampling`` must be a NumPy generator (the
+    indices select host-side data).
+    """
+    device = device_of(next(iter(model.params.values())))
+    found = {"streams.noise": generator_device(streams.noise)}
+    if getattr(streams, "device", None) is not None:
+        found["RandomStreams(device=...)"] = streams.device
+    if getattr(model, "dropout_rng", None) is not None:
+        found["model.dropout_rng"] = generator_device(model.dropout_rng)
+    wrong = [f"{what} is on {where}" for what, where in found.items() if where != device]
+    if generator_device(streams.sampling) != "cpu":
+        wrong.append("streams.sampling is on cuda (it must be a NumPy generator: it selects host-side data)")
+    if wrong:
+        raise ConfigError(f"DPStep: the model's parameters are on {device} but {'; '.join(wrong)}. Build the "
+                          f"streams with RandomStreams(seed, device={device!r}) and set model.dropout_rng = "
+                          f"streams.dropout")
+    return device

@@ -1,6 +1,6 @@
 """Hugging Face checkpoint directories in and out: config.json + model.safetensors (HF names and layouts).
 
-    model = load_pretrained(path, num_labels=None, dtype="float32", device="cpu", trainable="all", seed=0)
+    model = load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", seed=0)
     save_pretrained(model, out_dir)    # transformers.AutoModelForSequenceClassification loads it
 
 Reading accepts tensor names with or without the encoder prefix (``roberta.`` / ``bert.``; MiniLM's
@@ -80,9 +80,11 @@ def canonical_name(name: str, config: EncoderConfig) -> str | None:
     return name
 
 
-def load_pretrained(path, num_labels=None, dtype="float32", device="cpu", trainable="all", *, seed: int = 0,
+def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", *, seed: int = 0,
                     verbose: bool = True) -> SequenceClassifier:
-    """A ``SequenceClassifier`` from a HF checkpoint directory (see module docstring). Eval mode."""
+    """A ``SequenceClassifier`` from a HF checkpoint directory (see module docstring). Eval mode.
+
+    ``device``: "cpu" or "cuda"; None means $MINIDP_DEVICE, else "cpu" (minidp.backend.default_device)."""
     path = Path(path)
     raw = read_config(path)
     config = EncoderConfig.from_hf_dict(raw, num_labels=num_labels, source=str(path / CONFIG_FILE))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minidp.backend import array_module, get_xp, resolve_device, resolve_dtype, to_device
+from minidp.backend import array_module, get_xp, resolve_device, resolve_dtype, to_device, to_host
 from minidp.errors import ConfigError, DataError
 from minidp.nn import activations, attention, dropout, embedding, layernorm, linear, loss
 from minidp.per_example import weighted_sums
@@ -248,12 +248,13 @@ class ModelCache:
 class SequenceClassifier:
     """A RoBERTa or BERT encoder with its sequence-classification head (see module docstring).
 
-    params: {hf_name: array} on ``device`` in ``dtype``; trainable: the names that get records/gradients.
+    params: {hf_name: array} on ``device`` in ``dtype`` (device None: $MINIDP_DEVICE, else "cpu");
+    trainable: the names that get records/gradients.
     Eval mode (no dropout) by default; ``train()`` turns dropout on, drawing from ``dropout_rng``.
     """
 
     def __init__(self, config: EncoderConfig, params: dict, *, trainable="all", dtype="float32",
-                 device="cpu", dropout_rng=None):
+                 device=None, dropout_rng=None):
         self.config = config
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
@@ -338,10 +339,10 @@ class SequenceClassifier:
     # ------------------------------------------------------------------ inputs
 
     def _ids(self, x, what: str, shape=None):
-        """Token-like input as an int64 (B, T) array on the model's device."""
-        arr = to_device(x, self.device)
+        """Token-like input as an int64 (B, T) HOST array, checked there (see ``prepare_inputs``)."""
+        arr = to_host(x)  # host input (what the data pipeline gives): no copy; a device input: one copy
         if arr.dtype.kind not in "iub":
-            if arr.dtype.kind == "f" and arr.size and bool((arr == self.xp.round(arr)).all()):
+            if arr.dtype.kind == "f" and arr.size and bool((arr == np.round(arr)).all()):
                 pass  # integral floats (e.g. from a float mask) are accepted
             elif arr.size:
                 raise DataError(f"{what}: expected integer ids, found dtype {arr.dtype}")
@@ -353,7 +354,10 @@ class SequenceClassifier:
         return arr
 
     def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None):
-        """Convert and validate: -> ids, mask, token types, all int64 (B, T) on the device."""
+        """Convert and validate: -> ids, mask, token types, all int64 (B, T) on the device.
+
+        Validated on the host, before the upload: on a GPU, checking device arrays would cost a device ->
+        host copy per check."""
         cfg = self.config
         ids = self._ids(input_ids, "input_ids")
         B, T = ids.shape
@@ -368,26 +372,27 @@ class SequenceClassifier:
             raise DataError(f"input_ids: token id {bad} is outside the vocabulary (max id {high}, "
                             f"vocab_size={cfg.vocab_size}); does the tokenizer match the model?")
         if attention_mask is None:
-            mask = self.xp.ones((B, T), dtype=np.int64)
+            mask = np.ones((B, T), dtype=np.int64)
         else:
             mask = self._ids(attention_mask, "attention_mask", shape=(B, T))
         if token_type_ids is None:
-            types = self.xp.zeros((B, T), dtype=np.int64)
+            types = np.zeros((B, T), dtype=np.int64)
         else:
             types = self._ids(token_type_ids, "token_type_ids", shape=(B, T))
             if int(types.min()) < 0 or int(types.max()) >= cfg.type_vocab_size:
                 raise DataError(f"token_type_ids: id {int(types.max())} is outside "
                                 f"[0, type_vocab_size={cfg.type_vocab_size})")
-        return ids, mask, types
+        return tuple(to_device(arr, self.device) for arr in (ids, mask, types))  # checked: now upload
 
     def _labels(self, labels, B: int):
-        y = to_device(labels, self.device).astype(np.int64, copy=False).reshape(-1)
+        """Labels (B,) int64 on the device, checked on the host before the upload."""
+        y = to_host(labels).astype(np.int64, copy=False).reshape(-1)
         if y.shape[0] != B:
             raise DataError(f"labels: {y.shape[0]} labels for a batch of {B}")
         if int(y.min()) < 0 or int(y.max()) >= self.num_labels:
             raise DataError(f"labels: values must be in [0, num_labels={self.num_labels}), "
                             f"found {int(y.min())}..{int(y.max())}")
-        return y
+        return to_device(y, self.device)
 
     def position_ids(self, ids):
         """(B, T) position ids. RoBERTa: pad + cumsum(ids != pad) at real tokens, pad at padding; BERT 0..T-1."""
@@ -540,10 +545,9 @@ class SequenceClassifier:
             if name not in self._trainable:
                 continue
             g = dsum
-            if has_padding_idx:
+            if has_padding_idx:  # (multiplied even when nothing is padding: asking would cost a host copy)
                 keep = emb_cache.ids != pad  # (B, T)
-                if not bool(keep.all()):
-                    g = dsum * keep[:, :, None].astype(dsum.dtype)  # (B, T, C)
+                g = dsum * keep[:, :, None].astype(dsum.dtype)  # (B, T, C)
             _, recs = embedding.backward({"weight": self.params[name]}, emb_cache, g)
             self._keep(f"{pre}{table}", recs, records)
 

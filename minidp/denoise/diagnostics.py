@@ -16,16 +16,17 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping
 
-from minidp.backend import array_module
+from minidp.backend import array_module, to_host
 
 NOTE = ("NON-PRIVATE diagnostic: computed from the clipped pre-noise gradient; "
         "for analysis only, not part of the private release")
+PARTS = ("nc", "dc", "nn", "dd", "cc")  # ⟨noisy, clipped⟩, ⟨denoised, clipped⟩, ‖noisy‖², ‖denoised‖², ‖clipped‖²
 
 
-def _dot(a, b) -> float:
-    """⟨a, b⟩ over all entries, accumulated in float64."""
+def _dot(a, b):
+    """⟨a, b⟩ over all entries as a 0-d float64 array where a, b live: products in their dtype, sum in float64."""
     xp = array_module(a)
-    return float(xp.sum(a.astype(xp.float64) * b.astype(xp.float64)))
+    return xp.sum(a * b, dtype=xp.float64)
 
 
 def _cos(dot: float, sq_a: float, sq_b: float):
@@ -55,16 +56,21 @@ def alignment(noisy: Mapping[str, object], denoised: Mapping[str, object], clipp
     """
     if names is None:
         names = [name for name in clipped if name in noisy and name in denoised]
-    total = {"nc": 0.0, "dc": 0.0, "nn": 0.0, "dd": 0.0, "cc": 0.0}
-    per_matrix = {}
+    names = list(names)
+    dots = []  # per name: (5,) on the device; all copied to the host at once
     for name in names:
         g, d, c = noisy[name], denoised[name], clipped[name]
         if not (g.shape == d.shape == c.shape):
             raise ValueError(f"alignment: shapes differ for {name!r}: noisy {g.shape}, denoised {d.shape}, "
                              f"clipped {c.shape}")
-        parts = {"nc": _dot(g, c), "dc": _dot(d, c), "nn": _dot(g, g), "dd": _dot(d, d), "cc": _dot(c, c)}
+        dots.append(array_module(g).stack([_dot(g, c), _dot(d, c), _dot(g, g), _dot(d, d), _dot(c, c)]))
+    host = to_host(array_module(dots[0]).stack(dots)).tolist() if dots else []  # (P, 5): one host copy
+    total = dict.fromkeys(PARTS, 0.0)
+    per_matrix = {}
+    for name, values in zip(names, host):
+        parts = dict(zip(PARTS, values))
         for key in total:
             total[key] += parts[key]
-        if g.ndim == 2:
+        if noisy[name].ndim == 2:
             per_matrix[name] = _record(parts)
     return {"non_private": True, "note": NOTE, "per_matrix": per_matrix, "whole": _record(total)}

@@ -34,20 +34,28 @@ NumPy generator of its own (seeded; post-processing must not touch the DP noise 
 matrices of a stack, and moved to the device, so NumPy and CuPy draw the same Ω.
 
 Dtypes: the products with G run in G's dtype; the small K×K eigenproblems in float64.
-Any module with the NumPy API (numpy, cupy) works: stacked QR / eigh are used where the module
-supports them, else a loop over the stack.
+Any module with the NumPy API (numpy, cupy) works: stacked QR is used where the module supports it,
+else a loop over the stack.
+
+Devices: everything of size m or n stays where G lives. The small K×K eigenproblems are solved on the
+host (NumPy/LAPACK): they are tiny, and on a GPU cuSOLVER's batched Jacobi solver (syevj) is tuned for
+K ≤ 32 and fails silently when it does not converge. So each depth copies to the host twice per stack of
+same-shape matrices, whatever the stack's size: H (L, K, K), then the residual and breakdown norms (L, ~K).
+The Frobenius norms come in one copy for all matrices (rmt.frobenius_norms), and every statistic is made
+from host values: no further copies.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from minidp.backend import array_module
+from minidp.backend import array_module, to_host
 from minidp.denoise.rmt import (
     DEFAULT_KAPPA,
     _check_matrix,
     bulk_edge,
     check_noise_std,
     check_options,
+    frobenius_norms,
     matrix_stats,
     rmt_denoise_with_stats,
     shrunk_weights,
@@ -75,15 +83,12 @@ def _orth(Y):
     return Q
 
 
-def _eigh_desc(H):
-    """Eigenpairs of a stack of symmetric matrices H (L, K, K): θ (L, K) descending, vectors (L, K, K)."""
-    xp = array_module(H)
-    try:
-        theta, vecs = xp.linalg.eigh(H)  # stacked: numpy, cupy (batched syevj)
-    except (TypeError, ValueError, NotImplementedError):
-        parts = [xp.linalg.eigh(h) for h in H]
-        theta, vecs = xp.stack([p[0] for p in parts]), xp.stack([p[1] for p in parts])
-    return theta[:, ::-1], vecs[:, :, ::-1]
+def _eigh_desc(H: np.ndarray):
+    """Eigenpairs of a stack of symmetric HOST matrices H (L, K, K): θ (L, K) descending, vectors (L, K, K).
+
+    NumPy (LAPACK syevd) on the host, whatever device the caller's matrices live on (module docstring)."""
+    theta, vecs = np.linalg.eigh(H)  # stacked
+    return np.ascontiguousarray(theta[:, ::-1]), np.ascontiguousarray(vecs[:, :, ::-1])
 
 
 def _gaussian(rng: np.random.Generator, shape, xp, dtype):
@@ -120,7 +125,7 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
     W0 = _orth(_gaussian(rng, (1, n, ell), xp, dtype))  # (1, n, ℓ); one Ω shared by the stack
     new_rows = xp.ascontiguousarray(xp.broadcast_to(_T(W0), (L, ell, n)))  # (A, ℓ, n)  W_dᵀ
     Wt = new_rows  # (A, K, n)  the basis W, as rows
-    Zt = Yt = H = None  # (A, K, m) (GW)ᵀ, (A, K, n) (AW)ᵀ, (A, K, K) Wᵀ A W in float64
+    Zt = Yt = H = None  # (A, K, m) (GW)ᵀ, (A, K, n) (AW)ᵀ, (A, K, K) Wᵀ A W in float64 (host)
     prev_lam = None  # (A, K − ℓ) the Ritz values one depth earlier (host)
 
     for depth in range(1, max_depth + 1):
@@ -136,27 +141,35 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
         Yt = Yd_t if Yt is None else xp.concatenate([Yt, Yd_t], axis=1)  # (A, K, n)
         K = Wt.shape[1]
 
-        # H = Wᵀ A W grows by one block column (and, by symmetry, row): H[:, new] = Wᵀ Y_d
-        H_col = (Wt @ _T(Yd_t)).astype(xp.float64)  # (A, K, ℓ)
+        # H = Wᵀ A W (host, float64) grows by one block column (and, by symmetry, row): H[:, new] = Wᵀ Y_d
+        H_col = to_host((Wt @ _T(Yd_t)).astype(xp.float64))  # (A, K, ℓ): host copy 1 of this depth
         if H is None:
             H = H_col
         else:
-            grown = xp.empty((len(active), K, K), dtype=xp.float64)
+            grown = np.empty((len(active), K, K))
             grown[:, :K - ell, :K - ell] = H
             grown[:, :, K - ell:] = H_col
             grown[:, K - ell:, :K - ell] = _T(H_col[:, :K - ell])
             H = grown
-        theta, Yv = _eigh_desc(0.5 * (H + _T(H)))  # (A, K), (A, K, K)  Ritz values θ_i = λ̃_i²
-        lam = xp.sqrt(xp.maximum(theta, 0.0))  # (A, K)
-        lam_h = np.asarray(_host(lam))
+        theta, Yv = _eigh_desc(0.5 * (H + _T(H)))  # (A, K), (A, K, K) host; Ritz values θ_i = λ̃_i²
+        lam_h = np.sqrt(np.maximum(theta, 0.0))  # (A, K)
         count = (lam_h > threshold).sum(axis=1)  # (A,)  c per matrix
 
         # residuals of the top p = max c + 1 Ritz pairs: r_i = ‖Y y_i − θ_i W y_i‖ / λ̃_i
         p = min(int(count.max()) + 1, K)
-        yp_t = xp.ascontiguousarray(_T(Yv[:, :, :p])).astype(dtype)  # (A, p, K)
-        R = yp_t @ Yt - theta[:, :p, None].astype(dtype) * (yp_t @ Wt)  # (A, p, n)
-        res = xp.sqrt(xp.sum(R * R, axis=2, dtype=xp.float64)) / xp.maximum(lam[:, :p], 1e-300)  # (A, p)
-        res_h = np.asarray(_host(res))
+        yp_t = xp.asarray(np.ascontiguousarray(_T(Yv[:, :, :p])).astype(dtype))  # (A, p, K)
+        R = yp_t @ Yt - xp.asarray(theta[:, :p, None].astype(dtype)) * (yp_t @ Wt)  # (A, p, n)
+        res_sq = xp.sum(R * R, axis=2, dtype=xp.float64)  # (A, p)
+        # the next block, before knowing which matrices continue: Y_d with the basis projected out twice
+        X = Yd_t  # (A, ℓ, n)
+        for _ in range(2):
+            X = X - (X @ _T(Wt)) @ Wt  # (A, ℓ, K) · (A, K, n)
+        scale = xp.sqrt(xp.sum(Yd_t * Yd_t, axis=2, dtype=xp.float64))  # (A, ℓ)
+        left = xp.sqrt(xp.sum(X * X, axis=2, dtype=xp.float64))  # (A, ℓ)
+        broke_dev = xp.any(left <= breakdown * scale, axis=1).astype(xp.float64)  # (A,)
+        both = to_host(xp.concatenate([res_sq, broke_dev[:, None]], axis=1))  # host copy 2 of this depth
+        res_h = np.sqrt(both[:, :p]) / np.maximum(lam_h[:, :p], 1e-300)  # (A, p)
+        broke = both[:, p] > 0  # (A,) the Krylov space stopped growing
 
         done = np.zeros(len(active), dtype=bool)
         for a in range(len(active)):
@@ -171,34 +184,22 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
             if done[a]:
                 y_c = yp_t[a, :c]  # (c, K)
                 V = _T(y_c @ Wt[a])  # (n, c)  v_i = W y_i
-                U = _T(y_c @ Zt[a]) / lam[a, :c].astype(dtype)  # (m, c)  u_i = G v_i / λ̃_i
-                results[active[a]] = (U, lam[a, :c], V, float(lam_h[a, 0]), depth)
+                U = _T(y_c @ Zt[a]) / xp.asarray(lam_h[a, :c].astype(dtype))  # (m, c)  u_i = G v_i / λ̃_i
+                results[active[a]] = (U, lam_h[a, :c], V, float(lam_h[a, 0]), depth)
         if done.all() or K + ell > k_cap:
             return results  # the rest stay None (exact fallback)
 
-        # the next block: Y_d with the basis projected out twice, then orthonormalised
-        X = Yd_t  # (A, ℓ, n)
-        for _ in range(2):
-            X = X - (X @ _T(Wt)) @ Wt  # (A, ℓ, K) · (A, K, n)
-        scale = xp.sqrt(xp.sum(Yd_t * Yd_t, axis=2, dtype=xp.float64))  # (A, ℓ)
-        left = xp.sqrt(xp.sum(X * X, axis=2, dtype=xp.float64))  # (A, ℓ)
-        broke = np.asarray(_host(xp.any(left <= breakdown * scale, axis=1)))  # (A,)
         keep = ~done & ~broke  # a Krylov space that stopped growing goes to the exact SVD (stays None)
         if not keep.any():
             return results
         idx = np.nonzero(keep)[0]
         if not keep.all():
             sel = xp.asarray(idx)
-            active, Wt, Zt, Yt, H, X = active[idx], Wt[sel], Zt[sel], Yt[sel], H[sel], X[sel]
+            active, Wt, Zt, Yt, H, X = active[idx], Wt[sel], Zt[sel], Yt[sel], H[idx], X[sel]
         prev_lam = lam_h[idx]
         new_rows = xp.ascontiguousarray(_T(_orth(xp.ascontiguousarray(_T(X)))))  # (A, ℓ, n)
         Wt = xp.concatenate([Wt, new_rows], axis=1)  # (A, K + ℓ, n)
     return results  # the still-active ones stay None
-
-
-def _host(x):
-    xp = array_module(x)
-    return x if xp is np else x.get()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -206,12 +207,13 @@ def _host(x):
 # ------------------------------------------------------------------------------------------------
 def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy",
                   rng: np.random.Generator | None = None, seed: int = 0, block: int = 4,
-                  tol: float | None = None, max_depth: int = 64):
+                  tol: float | None = None, max_depth: int = 64, frob_norms=None):
     """Denoise a list of same-shape, same-dtype m×n matrices in one batched call.
 
     Same result as ``[rmt.rmt_denoise(G, ...) for G in mats]`` (to the iteration tolerance ``tol``,
     default 1e-10 for float64, 1e-4 for float32, relative to λ̃_1). ``rng`` (or a fresh generator from
-    ``seed``) draws the test matrices. Returns ``(outs, stats)``: lists parallel to ``mats``.
+    ``seed``) draws the test matrices. ``frob_norms``: the matrices' ‖G‖_F as host floats, if the caller
+    has them (else computed here, in one host copy). Returns ``(outs, stats)``: lists parallel to ``mats``.
     """
     s = check_noise_std(noise_std)
     kappa = check_options(kappa, norm_correction, fallback)
@@ -232,7 +234,7 @@ def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="nois
     xp = array_module(mats[0])
     edge = bulk_edge(m, n, s)
     threshold = kappa * edge
-    frobs = [float(xp.linalg.norm(G)) for G in mats]  # ‖G‖_F (a dot product: no temporary)
+    frobs = frobenius_norms(mats) if frob_norms is None else frob_norms  # ‖G‖_F, host floats
     triplets = top_triplets(mats, threshold, rng=rng, block=block, tol=tol, max_depth=max_depth)
 
     outs, stats = [], []
@@ -243,15 +245,15 @@ def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="nois
             outs.append(out)
             stats.append(st)
             continue
-        U, lam, V, top, iterations = trip  # (m, c), (c,) float64, (n, c)
+        U, lam, V, top, iterations = trip  # (m, c), (c,) float64 on the host, (n, c)
         w, kept = shrunk_weights(lam, s, m, n, kappa=kappa, norm_correction=norm_correction,
-                                 frob_norm=float(frob))
+                                 frob_norm=float(frob))  # (kept,) host
         if kept == 0:
             out = G if fallback == "noisy" else xp.zeros_like(G)
             norm_after = float(frob) if fallback == "noisy" else 0.0
         else:
-            out = (U * w.astype(G.dtype)) @ _T(V)  # (m, c) · (c, n) -> (m, n)
-            norm_after = float(xp.sqrt(xp.sum(w * w)))
+            out = (U * xp.asarray(w.astype(G.dtype))) @ _T(V)  # (m, c) · (c, n) -> (m, n)
+            norm_after = float(np.sqrt(np.sum(w * w)))
         outs.append(out)
         stats.append(matrix_stats(shape=shape, kept=kept, top=top, edge=edge, norm_before=float(frob),
                                   norm_after=norm_after, method="fast"))

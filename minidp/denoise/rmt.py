@@ -15,6 +15,10 @@ It reads only the noisy G and the public noise std s, so it is post-processing: 
 
 Numerics: the reference computes in float64 internally (``G.astype(float64)``) and casts the result back
 to the input dtype. (On this CPU float64 LAPACK SVD is also *faster* than float32.)
+
+Devices: the SVD and the rebuild run where G lives; the singular values then go to the host (one copy per
+matrix, min(m, n) numbers) and every scalar decision and statistic (threshold, shrinkage, norms) is made
+there, so a GPU is asked for nothing else.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from minidp.backend import array_module, scalar
+from minidp.backend import array_module, scalar, to_host
 from minidp.errors import ConfigError
 
 DEFAULT_KAPPA = 1.02  # the paper's threshold factor (arXiv 2510.01137); docs/denoiser.md on 1.05
@@ -160,15 +164,16 @@ def rmt_denoise_with_stats(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="n
 
     G64 = G.astype(xp.float64)  # (m, n)  float64 internally, cast back at the end
     U, lam, Vt = xp.linalg.svd(G64, full_matrices=False)  # (m, r), (r,), (r, n); r = min(m, n); λ descending
-    frob = float(xp.sqrt(xp.sum(lam * lam)))  # ‖G‖_F = ‖λ‖₂
+    lam = to_host(lam)  # (r,) on the host: the decisions below are scalar work
+    frob = float(np.sqrt(np.sum(lam * lam)))  # ‖G‖_F = ‖λ‖₂
     w, kept = shrunk_weights(lam, s, m, n, kappa=kappa, norm_correction=norm_correction, frob_norm=frob)
 
     if kept == 0:  # nothing above the edge: the fallback, exactly
         out = G if fallback == "noisy" else xp.zeros_like(G)
     else:
-        out64 = (U[:, :kept] * w) @ Vt[:kept]  # (m, kept) · (kept, n) -> (m, n);  U diag(w) Vᵀ
+        out64 = (U[:, :kept] * xp.asarray(w)) @ Vt[:kept]  # (m, kept) · (kept, n) -> (m, n);  U diag(w) Vᵀ
         out = out64.astype(G.dtype)
-    norm_after = frob if (kept == 0 and fallback == "noisy") else float(xp.sqrt(xp.sum(w * w)))
+    norm_after = frob if (kept == 0 and fallback == "noisy") else float(np.sqrt(np.sum(w * w)))
     return out, matrix_stats(shape=G.shape, kept=kept, top=float(lam[0]), edge=edge, norm_before=frob,
                              norm_after=norm_after, method="exact")
 
@@ -242,12 +247,23 @@ def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=1.02, nor
         for name in selected:
             by_shape.setdefault(tuple(grads[name].shape), []).append(name)
         rng = np.random.default_rng(seed)
+        frobs = frobenius_norms([grads[name] for name in selected])  # ‖G‖_F of every matrix: one host copy
+        frob_of = dict(zip(selected, frobs))
         for names in by_shape.values():
             outs, group_stats = denoise_group([grads[name] for name in names], s, kappa=kappa,
-                                              norm_correction=norm_correction, fallback=fallback, rng=rng)
+                                              norm_correction=norm_correction, fallback=fallback, rng=rng,
+                                              frob_norms=[frob_of[name] for name in names])
             for name, out, st in zip(names, outs, group_stats):
                 new[name], stats[name] = out, st
     return new, {name: stats[name] for name in selected}
+
+
+def frobenius_norms(mats) -> np.ndarray:
+    """‖G‖_F of each matrix as a host float64 array (L,), in one device -> host copy."""
+    if not mats:
+        return np.zeros(0)
+    xp = array_module(mats[0])
+    return to_host(xp.stack([xp.linalg.norm(G).astype(xp.float64) for G in mats])).astype(np.float64)
 
 
 def summarize(stats: Mapping[str, dict]) -> dict:

@@ -9,30 +9,37 @@ From the per-example records of ONE backward pass (minidp/per_example.py):
 An example whose norm is not finite (an overflow, a NaN input) is outside the sensitivity analysis: it is
 dropped — c_i = 0 and its rows of every record zeroed first, since 0·NaN = NaN would poison the sum — and
 counted in ``dropped`` (a NON-PRIVATE statistic). Every other example moves the sum by at most C.
+
+No host copy: on a GPU, asking the host whether any example is non-finite would stall the device once per
+virtual batch, so there the rows are zeroed unconditionally (a ``where`` per record, cheap next to the
+matrix products); on NumPy the check is free, so they are zeroed only when needed. ``dropped`` stays on the
+device; the DP step copies it to the host once per step, with the norms, factors and losses.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from minidp.backend import array_module, to_host
+from minidp.backend import array_module
 from minidp.per_example import total_norm_sq, weighted_sums
 from minidp.privacy.mechanism import clip_factors
 
 
 def clip_and_sum(records: dict, max_grad_norm: float, *, method: str = "flat", gamma: float = 0.01):
-    """({name: Σ_i c_i ∇_i}, norms (B,), factors (B,), dropped: int) — norms/factors on the records' device."""
+    """({name: Σ_i c_i ∇_i}, norms (B,), factors (B,), dropped) — all on the records' device.
+
+    ``dropped`` is a 0-d integer array: the number of examples left out for a non-finite norm (``int()``
+    copies it to the host). Their norms are reported as NaN and their factors as 0.
+    """
     norm_sq = total_norm_sq(records)  # (B,)
     xp = array_module(norm_sq)
     norms = xp.sqrt(xp.maximum(norm_sq, 0.0))  # (B,)
-    finite = np.isfinite(to_host(norms))  # (B,) host: the one copy per virtual batch
-    dropped = int((~finite).sum())
-    if dropped:
-        keep = xp.asarray(finite)
+    keep = xp.isfinite(norms)  # (B,)
+    dropped = (~keep).sum()  # 0-d, on the device
+    if xp is not np or not keep.all():  # on a GPU: always (no host round trip); on NumPy: when needed
         for record in records.values():
             record.keep_examples(keep)
         norms = xp.where(keep, norms, 0.0)
     factors = clip_factors(norms, max_grad_norm, method=method, gamma=gamma)  # (B,)
-    if dropped:
-        factors = xp.where(keep, factors, 0.0)
-        norms = xp.where(keep, norms, xp.nan)  # report the dropped examples' norms as NaN
+    factors = xp.where(keep, factors, 0.0)
+    norms = xp.where(keep, norms, xp.nan)  # report the dropped examples' norms as NaN
     return weighted_sums(records, factors), norms, factors, dropped

@@ -19,7 +19,11 @@ from tests import fake_cupy
 
 FAKE_SESSION = os.environ.get("MINIDP_FAKE_CUPY", "").strip() == "1"
 if FAKE_SESSION:
-    fake_cupy.install()  # before any test module imports minidp, and for the whole session
+    if not fake_cupy.is_installed():  # (already there when tests/stand_in_site is on PYTHONPATH)
+        fake_cupy.install()  # before any test module imports minidp, and for the whole session
+    # subprocesses (the CLI under SIGKILL, benchmark workers) get it through tests/stand_in_site/sitecustomize.py
+    _site = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stand_in_site")
+    os.environ["PYTHONPATH"] = os.pathsep.join([_site] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
 
 def devices_under_test() -> list:

@@ -17,7 +17,8 @@ What it refuses, as CuPy does on a GPU (TypeError):
 - a device array mixed with a host ``numpy.ndarray`` in one operation (``x + host``, ``xp.stack([x, host])``,
   ``cupy.ascontiguousarray(host)``); Python and NumPy scalars are fine, as in CuPy;
 - NumPy *functions* on a device array (``np.concatenate([x])``, ``np.linalg.norm(x)``): CuPy would dispatch
-  some of them, but minidp's rule is that array code goes through ``xp``, so the stand-in is stricter;
+  most of them, but minidp's rule is that array code goes through ``xp``, so the stand-in is stricter
+  (only ``np.shape`` / ``np.ndim`` / ``np.size`` pass);
 - ufuncs that are not NumPy's (``scipy.special.erf(x)``): use ``cupyx.scipy.special``;
 - names CuPy does not have: ``cupy.random.default_rng(...)`` returns a generator with CuPy's methods only
   (no ``normal``, ``choice``, ``permutation``), whose ``bit_generator.state`` is a *method* returning a
@@ -136,6 +137,9 @@ def _index(key):
     return key
 
 
+_METADATA_FUNCTIONS = ("shape", "ndim", "size")  # numpy functions allowed on device arrays
+
+
 def _has_device_array(obj, depth: int = 0) -> bool:
     if isinstance(obj, ndarray):
         return True
@@ -181,6 +185,8 @@ class ndarray(np.ndarray):
         return _wrap(result)
 
     def __array_function__(self, func, types_, args, kwargs):
+        if func.__name__ in _METADATA_FUNCTIONS:  # CuPy dispatches these; they read no data
+            return func(*(_plain(a) if isinstance(a, ndarray) else a for a in args), **kwargs)
         raise TypeError(f"numpy.{func.__name__} called on a device array: use the array module of the data "
                         f"(xp = minidp.backend.array_module(x)), or copy it to the host with to_host first")
 

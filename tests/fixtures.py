@@ -52,3 +52,23 @@ def write_tiny_tsv(path, n: int, seed: int = 0) -> Path:
     path = Path(path)
     path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in zip(texts, labels)))
     return path
+
+
+class RandomTokens:
+    """``n`` random token sequences of length T (no padding) with random binary labels, handed out as a
+    minidp.data.batching.TokenizedDataset does (host arrays): a stand-in for data in DP-step tests."""
+
+    def __init__(self, n: int, T: int, vocab_size: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.ids = rng.integers(5, vocab_size, size=(n, T))
+        self.labels = rng.integers(0, 2, size=n)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def by_length(self, indices):
+        return indices
+
+    def batch(self, indices):
+        ids = self.ids[indices]
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids), "labels": self.labels[indices]}

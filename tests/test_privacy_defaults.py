@@ -30,14 +30,14 @@ def assets(tmp_path_factory):
     return write_tiny_bert(folder / "model", init_std=0.2), write_tiny_tsv(folder / "train.tsv", 120)
 
 
-def _step(model_dir, seed):
-    model = load_pretrained(model_dir, dtype="float64", verbose=False)
+def _step(model_dir, seed):  # on the host: these checks read arrays with NumPy (device runs: test_step_device.py)
+    model = load_pretrained(model_dir, dtype="float64", device="cpu", verbose=False)
     texts, labels = tiny_sentences(40, 0)
     data = TokenizedDataset(TextDataset(texts=texts, labels=labels, label_names=["n", "p"]),
                             load_tokenizer(model_dir), max_length=16)
     return DPStep(model, data, noise_multiplier=1.0, max_grad_norm=0.5, sample_rate=0.3,
-                  optimizer=make_optimizer("sgd", 0.1), streams=RandomStreams(seed), accountant=RDPAccountant(),
-                  delta=1e-5, max_physical_batch=8)
+                  optimizer=make_optimizer("sgd", 0.1), streams=RandomStreams(seed, device="cpu"),
+                  accountant=RDPAccountant(), delta=1e-5, max_physical_batch=8)
 
 
 def _noise(record):
@@ -58,7 +58,7 @@ def test_noise_is_drawn_in_float64_then_cast(assets):
     step.model.params = {k: v.astype(np.float32) for k, v in step.model.params.items()}
     record = step()
     assert all(v.dtype == np.float32 for v in record.noise.values())
-    rng = RandomStreams(5).noise  # the same stream, drawn by hand in float64
+    rng = RandomStreams(5, device="cpu").noise  # the same stream, drawn by hand in float64
     first = sorted(record.noise)[0]
     expected = (rng.standard_normal(record.noise[first].shape) * 0.5).astype(np.float32)
     assert np.array_equal(record.noise[first], expected)

@@ -144,7 +144,8 @@ KILLER = textwrap.dedent("""
 def run_killed(assets, out, where, at, sig="KILL"):
     script = KILLER.format(root=str(ROOT), where=where, at=at, sig=sig, args=train_args(assets, out))
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(  # (keeps a stand-in session's hook)
+                              [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])})
 
 
 def test_sigkill_at_random_moments_always_resumes(assets, reference, tmp_path):

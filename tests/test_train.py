@@ -36,10 +36,12 @@ def _dataset(n, seed=0):
 
 
 def _step(model_dir, *, n=64, sigma=1.0, q=0.25, C=0.5, seed=0, denoise=None, dtype="float64"):
-    model = load_pretrained(model_dir, dtype=dtype, verbose=False)
+    # on the host: these checks read the arrays with NumPy (the device runs: tests/test_step_device.py)
+    model = load_pretrained(model_dir, dtype=dtype, device="cpu", verbose=False)
     data = TokenizedDataset(_dataset(n), load_tokenizer(model_dir), max_length=16)
     step = DPStep(model, data, noise_multiplier=sigma, max_grad_norm=C, sample_rate=q,
-                  optimizer=make_optimizer("sgd", 0.1), streams=RandomStreams(seed), accountant=RDPAccountant(),
+                  optimizer=make_optimizer("sgd", 0.1), streams=RandomStreams(seed, device="cpu"),
+                  accountant=RDPAccountant(),
                   delta=1e-5, max_physical_batch=7, denoise=denoise)
     return step, model, data
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from minidp.backend import to_host
 from minidp.errors import ConfigError, DataError
 from models import load_pretrained
 from models.roberta import EncoderConfig, SequenceClassifier, init_params, param_shapes
@@ -43,15 +44,15 @@ def test_prefixless_checkpoint_without_head_initialises_and_reports(tmp_path, ca
     assert model.init_report == ["classifier.weight", "classifier.bias"]
     assert "classifier.weight" in capsys.readouterr().out
     assert model.params["classifier.weight"].shape == (3, 8)
-    assert np.all(model.params["classifier.bias"] == 0)
+    assert np.all(to_host(model.params["classifier.bias"]) == 0)
     std = float(model.params["classifier.weight"].std())
     assert 0.005 < std < 0.05
     again = load_pretrained(path, num_labels=3, seed=5)
-    assert np.array_equal(again.params["classifier.weight"], model.params["classifier.weight"])
+    assert np.array_equal(to_host(again.params["classifier.weight"]), to_host(model.params["classifier.weight"]))
     assert model.dtype == np.float32 and not model.training
     # the stored (prefixed) tensors were read, ignoring buffers and the MLM head
     ref = load_file(str(path / "model.safetensors"))
-    assert np.array_equal(model.params["bert.encoder.layer.0.output.dense.weight"],
+    assert np.array_equal(to_host(model.params["bert.encoder.layer.0.output.dense.weight"]),
                           ref["encoder.layer.0.output.dense.weight"])
 
 
@@ -151,7 +152,7 @@ def test_input_validation():
     with pytest.raises(ConfigError, match="clipping method"):
         model.clipped_grad_sum(ok, ok, [0, 1], 1.0, clip_method="median")
     # lists and float masks are accepted; results equal the int64 arrays'
-    assert np.array_equal(model.forward(ok.tolist(), ok.astype(np.float32)), model.forward(ok, ok))
+    assert np.array_equal(to_host(model.forward(ok.tolist(), ok.astype(np.float32))), to_host(model.forward(ok, ok)))
 
 
 def test_roberta_position_limit_accounts_for_padding_offset():
@@ -176,4 +177,4 @@ def test_save_copies_tokenizer_files(tmp_path):
     shutil.rmtree(path)
     again = load_pretrained(out, dtype="float64")
     assert again.init_report == []
-    assert all(np.array_equal(again.params[n], model.params[n]) for n in model.params)
+    assert all(np.array_equal(to_host(again.params[n]), to_host(model.params[n])) for n in model.params)

@@ -10,6 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minidp.backend import to_host
 from models.roberta import EncoderConfig, SequenceClassifier, init_params
 
 CONFIG = EncoderConfig(model_type="roberta", vocab_size=50, hidden_size=16, num_hidden_layers=1,
@@ -28,7 +29,7 @@ def _batch(seed: int, B: int, T: int):
 
 
 def _flat(grads: dict) -> np.ndarray:
-    return np.concatenate([grads[n].ravel() for n in sorted(grads)])
+    return np.concatenate([to_host(grads[n]).ravel() for n in sorted(grads)])
 
 
 @settings(max_examples=12, deadline=None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from minidp.backend import to_host
 from minidp.per_example import LinearRecord
 from models import load_pretrained
 from tests.oracle.hf_models import (max_rel_diff, random_batch, torch_logits, torch_loss_and_grads,
@@ -32,7 +33,7 @@ def _assert_close(ours: dict, ref: dict, tol=TOL, label=""):
     for name in ref:
         assert np.shape(ours[name]) == np.shape(ref[name]), name
         if _is_exact_zero(name):
-            diff = float(np.abs(np.asarray(ours[name]) - ref[name]).max())
+            diff = float(np.abs(to_host(ours[name]) - to_host(ref[name])).max())
             assert diff <= 1e-12, f"{label} {name}: max absolute difference {diff:.3e} (exact gradient 0)"
             continue
         diff = max_rel_diff(ours[name], ref[name])
@@ -62,7 +63,7 @@ def test_loads_every_parameter(setup):
     assert set(model.params) == names
     assert model.init_report == []
     for name, p in hf_model.named_parameters():
-        assert np.array_equal(model.params[name], p.detach().numpy()), name
+        assert np.array_equal(to_host(model.params[name]), p.detach().numpy()), name
 
 
 def test_logits_match(setup):
@@ -167,7 +168,7 @@ def test_save_then_transformers_loads_same_logits(setup, tmp_path, family):
     print(f"saved -> transformers logits max relative difference {diff:.2e}")
     assert diff <= 1e-10
     again = load_pretrained(tmp_path, dtype="float64")
-    assert all(np.array_equal(again.params[n], model.params[n]) for n in model.params)
+    assert all(np.array_equal(to_host(again.params[n]), to_host(model.params[n])) for n in model.params)
 
 
 def test_dropout_in_training_mode_is_seeded(setup):
@@ -184,8 +185,9 @@ def test_dropout_in_training_mode_is_seeded(setup):
         c = model.forward(**_kwargs(batch))
     finally:
         model.eval()
+    a, b, c = to_host(a), to_host(b), to_host(c)
     assert np.array_equal(a, b) and not np.allclose(a, c)
-    assert not np.allclose(a, model.forward(**_kwargs(batch)))
+    assert not np.allclose(a, to_host(model.forward(**_kwargs(batch))))
 
 
 def test_each_linear_record_ghost_equals_materialised(setup):

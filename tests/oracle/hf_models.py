@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minidp.backend import to_host
+
 from tests.helpers import require_module
 
 TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
@@ -109,7 +111,7 @@ def torch_per_example_grads(model, batch) -> dict:
 
 def max_rel_diff(ours, ref) -> float:
     """max |ours − ref| / max |ref| (relative to the tensor's scale; 0 for two zero tensors)."""
-    ours, ref = np.asarray(ours, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    ours, ref = to_host(ours).astype(np.float64), to_host(ref).astype(np.float64)  # numpy or cupy arrays
     scale = np.abs(ref).max() if ref.size else 0.0
     diff = np.abs(ours - ref).max() if ref.size else 0.0
     return float(diff / scale) if scale > 0 else float(diff)

@@ -1,0 +1,84 @@
+"""minidp.backend on both devices: defaults follow MINIDP_DEVICE, random streams save and restore.
+
+Runs on "cpu" and "cuda" (the CuPy stand-in without a GPU; see tests/conftest.py).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from minidp.backend import BackendError, RandomStreams, device_of, generator_device, get_xp, to_host
+from minidp.config import ModelConfig
+from models import load_pretrained
+from models.roberta import EncoderConfig, SequenceClassifier, init_params
+from tests.fixtures import write_tiny_bert
+
+TINY = EncoderConfig(model_type="bert", vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=16, max_position_embeddings=16)
+
+
+def test_defaults_follow_minidp_device(device, tmp_path):
+    """device=None everywhere means $MINIDP_DEVICE (the ``device`` fixture sets it)."""
+    streams = RandomStreams(0)
+    assert streams.device == device
+    assert generator_device(streams.noise) == generator_device(streams.dropout) == device
+    assert generator_device(streams.sampling) == "cpu"  # indices select host-side data
+    model = SequenceClassifier(TINY, init_params(TINY, np.random.default_rng(0)))
+    assert model.device == device and device_of(model.params["classifier.weight"]) == device
+    loaded = load_pretrained(write_tiny_bert(tmp_path / "m"), verbose=False)
+    assert loaded.device == device and generator_device(loaded.dropout_rng) == device
+    assert ModelConfig(path="x").device == device
+
+
+def test_a_bad_minidp_device_is_named(monkeypatch):
+    monkeypatch.setenv("MINIDP_DEVICE", "tpu")
+    with pytest.raises(BackendError, match="MINIDP_DEVICE='tpu'"):
+        RandomStreams(0)
+
+
+def _draws(streams) -> list:
+    """A few draws from every stream, as host arrays."""
+    return [streams.sampling.random(3), to_host(streams.noise.standard_normal((2, 3))),
+            to_host(streams.dropout.random((4,))), to_host(streams.init.standard_normal(2))]
+
+
+@pytest.mark.parametrize("seed", [0, None])
+def test_streams_save_and_restore(device, seed):
+    """Draws after load_state_dict(state) equal the draws after state_dict() (JSON round trip)."""
+    streams = RandomStreams(seed)
+    _draws(streams)
+    dropout = streams.dropout  # held by the model (model.dropout_rng): it must follow a load
+    state = json.loads(json.dumps(streams.state_dict()))
+    after_save = _draws(streams)
+    other = RandomStreams(12345)
+    other_dropout = other.dropout
+    other.load_state_dict(state)
+    assert other.dropout is other_dropout and streams.dropout is dropout  # the same objects, re-seeded
+    after_load = _draws(other)
+    for a, b in zip(after_save, after_load):
+        assert np.array_equal(a, b)
+
+
+def test_saving_on_cpu_does_not_change_the_draws(monkeypatch):
+    monkeypatch.setenv("MINIDP_DEVICE", "cpu")
+    a, b = RandomStreams(3), RandomStreams(3)
+    a.state_dict()
+    for x, y in zip(_draws(a), _draws(b)):
+        assert np.array_equal(x, y)
+
+
+def test_streams_saved_on_one_device_are_refused_on_the_other(stand_in):
+    cpu_state = RandomStreams(0, device="cpu").state_dict()
+    with pytest.raises(BackendError, match="saved on cpu and cannot be restored on cuda"):
+        RandomStreams(0, device="cuda").load_state_dict(cpu_state)
+    cuda_state = RandomStreams(0, device="cuda").state_dict()
+    with pytest.raises(BackendError, match="saved on cuda and cannot be restored on cpu"):
+        RandomStreams(0, device="cpu").load_state_dict(cuda_state)
+
+
+def test_cuda_streams_are_cupy_generators(stand_in):
+    streams = RandomStreams(0, device="cuda")
+    assert type(streams.noise).__module__.startswith("cupy")
+    assert type(streams.noise.standard_normal(3)) is get_xp("cuda").ndarray

@@ -1,4 +1,5 @@
-"""Shared helpers for the benchmark scripts: timing, peak memory (RSS), machine load, worker subprocesses.
+"""Shared helpers for the benchmark scripts: timing, peak memory (RSS; on a GPU the CuPy pool and torch.cuda),
+machine load, worker subprocesses.
 
 Peak memory is measured as resident set size (RSS), the one figure that is comparable across NumPy and
 torch (each has its own allocator; tracemalloc sees only Python/NumPy allocations). In a fresh worker
@@ -136,3 +137,48 @@ def run_worker(argv: list, timeout_s: float, env: dict | None = None) -> dict:
     why = f"killed by signal {-proc.returncode} (out of memory?)" if proc.returncode < 0 else \
         f"exit status {proc.returncode}"
     return {"status": "error", "reason": f"{why}: {tail[:300]}"}
+
+
+class CupyPoolMemory:
+    """Device memory of CuPy code between ``start()`` and ``stop()``, from CuPy's default memory pool.
+
+    ``start`` synchronises, returns every cached block (``free_all_blocks``) and takes the bytes in use as
+    the baseline; the pool then only grows (freed blocks stay cached), so the bytes it holds at ``stop``
+    bound from above the peak in use during the measured calls (block rounding and fragmentation included).
+    """
+
+    def start(self) -> None:
+        import cupy  # noqa: PLC0415  (optional)
+
+        self.cupy = cupy
+        cupy.cuda.Device().synchronize()
+        self.pool = cupy.get_default_memory_pool()
+        self.pool.free_all_blocks()
+        self.baseline = self.pool.used_bytes()
+
+    def stop(self) -> dict:
+        self.cupy.cuda.Device().synchronize()
+        peak = self.pool.total_bytes()
+        return {"peak_mb": peak / 2**20, "baseline_mb": self.baseline / 2**20,
+                "peak_delta_mb": (peak - self.baseline) / 2**20,
+                "memory_method": "CuPy memory pool: total_bytes() after the steps minus used_bytes() before "
+                                 "(free_all_blocks() first)"}
+
+
+class TorchCudaMemory:
+    """Device memory of torch code between ``start()`` and ``stop()``: torch.cuda's allocator statistics."""
+
+    def start(self) -> None:
+        import torch  # noqa: PLC0415
+
+        self.torch = torch
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        self.baseline = torch.cuda.memory_allocated()
+
+    def stop(self) -> dict:
+        self.torch.cuda.synchronize()
+        peak = self.torch.cuda.max_memory_allocated()
+        return {"peak_mb": peak / 2**20, "baseline_mb": self.baseline / 2**20,
+                "peak_delta_mb": (peak - self.baseline) / 2**20,
+                "memory_method": "torch.cuda.max_memory_allocated() minus memory_allocated() before"}

@@ -15,6 +15,9 @@ The overhead is fast_s / dp_step_s, with the DP step time from ``--dp-step-json 
 
     python scripts/bench_denoise.py --json bench_denoise.json --dp-step-s 20
     python scripts/bench_denoise.py --quick
+    python scripts/bench_denoise.py --device cuda --dp-step-json bench_step.json   # on a GPU (CuPy)
+
+On cuda every timed call ends with ``cupy.cuda.Device().synchronize()``, so the time is the GPU's.
 """
 from __future__ import annotations
 
@@ -23,12 +26,15 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from minidp.backend import get_xp
-from minidp.denoise import denoise_gradients, summarize
-from minidp.denoise.rmt import bulk_edge, signal_sq_estimate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: runs without installing
+
+from minidp.backend import get_xp  # noqa: E402
+from minidp.denoise import denoise_gradients, summarize  # noqa: E402
+from minidp.denoise.rmt import bulk_edge, signal_sq_estimate  # noqa: E402
 
 MODELS = {"roberta-base": (12, 768, 3072), "minilm": (6, 384, 1536)}
 QUICK_MODELS = {"minilm-2layers": (2, 384, 1536)}
@@ -74,12 +80,16 @@ def make_grads(shapes, case: str, s: float, dtype, xp, seed: int) -> dict:
     return grads
 
 
-def timed(fn, repeats: int):
-    fn()  # warm-up (BLAS threads, allocations)
+def timed(fn, repeats: int, synchronize=lambda: None):
+    """(best seconds of ``repeats`` calls after one warm-up, the last result); ``synchronize`` waits for the
+    device before the clock starts and before it stops."""
+    fn()  # warm-up (BLAS threads, allocations, kernel compilation)
     best = math.inf
     for _ in range(repeats):
+        synchronize()
         t0 = time.perf_counter()
         out = fn()
+        synchronize()
         best = min(best, time.perf_counter() - t0)
     return best, out
 
@@ -117,14 +127,23 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="*", choices=sorted(MODELS), help="default: all")
     parser.add_argument("--cases", nargs="*", default=["noise", "planted"], choices=["noise", "planted"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the gradients live")
+    parser.add_argument("--shape", metavar="LAYERS,HIDDEN,FFN",
+                        help="one custom encoder shape instead of --models (e.g. 1,32,64 for a smoke test)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N for the fast path")
     parser.add_argument("--noise-std", type=float, default=1.0)
     args = parser.parse_args(argv)
 
     xp = get_xp(args.device)
+    synchronize = xp.cuda.Device().synchronize if args.device == "cuda" else (lambda: None)
     dp = read_dp_step(args)
     models = QUICK_MODELS if args.quick else {k: MODELS[k] for k in (args.models or MODELS)}
+    if args.shape:
+        try:
+            models = {f"custom-{args.shape}": tuple(int(v) for v in args.shape.split(","))}
+            assert len(next(iter(models.values()))) == 3
+        except (ValueError, AssertionError):
+            parser.error(f"--shape {args.shape!r}: give LAYERS,HIDDEN,FFN, e.g. 1,32,64")
     repeats = 1 if args.quick else args.repeats
     results = {}
     for model, dims in models.items():
@@ -134,9 +153,9 @@ def main(argv=None) -> int:
         for case in args.cases:
             grads = make_grads(shapes, case, args.noise_std, args.dtype, xp, seed=0)
             exact_s, (exact_out, exact_stats) = timed(
-                lambda: denoise_gradients(grads, args.noise_std, method="exact"), 1)
+                lambda: denoise_gradients(grads, args.noise_std, method="exact"), 1, synchronize)
             fast_s, (fast_out, fast_stats) = timed(
-                lambda: denoise_gradients(grads, args.noise_std, method="fast"), repeats)
+                lambda: denoise_gradients(grads, args.noise_std, method="fast"), repeats, synchronize)
             rel = max(float(xp.linalg.norm((fast_out[k] - exact_out[k]).astype(xp.float64)))
                       / max(float(xp.linalg.norm(exact_out[k].astype(xp.float64))), 1e-300) for k in shapes)
             iters = [st.get("iterations") for st in fast_stats.values()]

@@ -1,7 +1,7 @@
 """Benchmark one gradient step: minidp DP step vs minidp non-private step vs Opacus, time and peak memory.
 
     python scripts/bench_step.py [--models minilm,roberta-base] [--seq-lens 128,256] [--repeats 3]
-                                 [--json bench_step.json] [--quick]
+                                 [--json bench_step.json] [--quick] [--device cuda]
 
 On the same random-weight model shapes and the same batch (B=32 random token ids, lengths uniform in
 [T/2, T], the rest padding), each method is timed in its own fresh process (warm-up 1, then the median
@@ -30,7 +30,13 @@ probability 0 because its hooks record only in training mode -- the same arithme
 Torch uses ``torch.set_num_threads(os.cpu_count())``; NumPy uses OpenBLAS' own threads (their
 environment variables are left as they are). Peak memory: resident set size (RSS), see
 ``_bench_common.PeakMemory`` (peak RSS during warm-up + repeats minus the RSS after building the model
-and inputs), comparable across NumPy and torch. Each worker also reports the norm of the gradient it
+and inputs), comparable across NumPy and torch.
+
+``--device cuda`` (default: $MINIDP_DEVICE, else cpu) runs minidp on CuPy and torch / Opacus on the same
+GPU (a torch without CUDA gives "not supported"). Every timed step ends with a device synchronisation
+(``cupy.cuda.Device().synchronize()``, ``torch.cuda.synchronize()``), so the time is the GPU's; peak memory
+is then device memory: CuPy's memory pool for minidp, torch's caching allocator for torch and Opacus
+(``_bench_common.CupyPoolMemory`` / ``TorchCudaMemory``). Each worker also reports the norm of the gradient it
 produced; the summary checks that the DP methods agree (same clipped sum) and that the non-private ones
 agree, so every timed method is also shown to compute the same thing.
 
@@ -133,27 +139,37 @@ def materialized_clipped_sum(model, ids, mask, labels, max_grad_norm: float):
 
 
 def _norm_of(grads: dict) -> float:
-    """‖all gradients‖₂, accumulated in float64 chunk by chunk (no temporary the size of a gradient)."""
-    total = 0.0
+    """‖all gradients‖₂, accumulated in float64 chunk by chunk (no temporary the size of a gradient), where
+    the gradients live (numpy or cupy); one host copy at the end."""
+    from minidp.backend import array_module  # noqa: PLC0415
+
+    total = None
     for g in grads.values():
-        flat = np.ascontiguousarray(g).reshape(-1)
+        xp = array_module(g)
+        flat = g.reshape(-1)
         for start in range(0, flat.size, 2**20):
-            chunk = flat[start:start + 2**20].astype(np.float64)
-            total += float(chunk @ chunk)
-    return total ** 0.5
+            chunk = flat[start:start + 2**20].astype(xp.float64)
+            part = chunk @ chunk
+            total = part if total is None else total + part
+    return float(total) ** 0.5 if total is not None else 0.0
 
 
 def minidp_worker(spec: dict) -> tuple:
     """(step function returning a gradient norm, info) for the minidp methods."""
     from models.roberta import SequenceClassifier  # noqa: PLC0415
 
+    from minidp.backend import get_xp  # noqa: PLC0415
+
     fields = model_fields(spec)
     config, params = init_weights(fields, spec["seed"])
-    model = SequenceClassifier(config, params, dtype="float32", device="cpu")
+    device = spec.get("device", "cpu")
+    model = SequenceClassifier(config, params, dtype="float32", device=device)
     del params
-    ids, mask, labels = make_inputs(fields, spec["batch"], spec["seq_len"], spec["seed"] + 1)
+    ids, mask, labels = make_inputs(fields, spec["batch"], spec["seq_len"], spec["seed"] + 1)  # host, as in training
     C = spec["max_grad_norm"]
     method = spec["method"]
+    xp = get_xp(device)
+    synchronize = xp.cuda.Device().synchronize if device == "cuda" else (lambda: None)
 
     def step():
         if method == "minidp_nonprivate":
@@ -162,11 +178,14 @@ def minidp_worker(spec: dict) -> tuple:
             grads, _ = model.clipped_grad_sum(ids, mask, labels, max_grad_norm=C)
         else:
             grads, _ = materialized_clipped_sum(model, ids, mask, labels, C)
-        return _norm_of(grads)
+        norm = _norm_of(grads)
+        synchronize()  # the step's GPU work is done when the timer stops
+        return norm
 
-    import numpy  # noqa: PLC0415
-
-    return step, {"numpy": numpy.__version__}
+    info = {"numpy": np.__version__, "device": device}
+    if device == "cuda":
+        info["cupy"] = xp.__version__
+    return step, info
 
 
 # --------------------------------------------------------------------------------------------- torch
@@ -197,9 +216,12 @@ def torch_worker(spec: dict) -> tuple:
     import transformers  # noqa: PLC0415
 
     torch.set_num_threads(os.cpu_count() or 1)
+    device = spec.get("device", "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"torch {torch.__version__} has no CUDA device here")
     fields = model_fields(spec)
     _, params = init_weights(fields, spec["seed"])
-    model = torch_model(fields, params)
+    model = torch_model(fields, params).to(device)
     del params
     ids, mask, labels = make_inputs(fields, spec["batch"], spec["seq_len"], spec["seed"] + 1)
     B, T = ids.shape
@@ -210,19 +232,22 @@ def torch_worker(spec: dict) -> tuple:
               "token_type_ids": torch.zeros((B, T), dtype=torch.int64)}
     if position_ids is not None:
         inputs["position_ids"] = torch.from_numpy(np.ascontiguousarray(position_ids))
-    y = torch.from_numpy(labels)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    y = torch.from_numpy(labels).to(device)
     C = spec["max_grad_norm"]
     method = spec["method"]
     info = {"torch": torch.__version__, "transformers": transformers.__version__,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "device": device}
 
     def grad_norm(scale: float) -> float:
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)
         for p in model.parameters():
             if p.grad is not None:
                 flat = p.grad.detach().reshape(-1)
-                total += float(torch.dot(flat, flat))
-        return scale * total ** 0.5
+                total += torch.dot(flat, flat).double()
+        if device == "cuda":
+            torch.cuda.synchronize()  # the step's GPU work is done when the timer stops
+        return scale * float(total) ** 0.5
 
     if method == "torch_nonprivate":
         model.eval()
@@ -241,7 +266,7 @@ def torch_worker(spec: dict) -> tuple:
     model.train()  # Opacus' hooks record only in training mode; every dropout probability is 0
     mode = "hooks" if method == "opacus_hooks" else "ghost"
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(ids), y),
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(ids), torch.from_numpy(labels)),
                                          batch_size=B)
     engine = opacus.PrivacyEngine(accountant="rdp")
     made = engine.make_private(module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=0.0,
@@ -277,12 +302,16 @@ def estimated_opacus_hooks_mb(fields: dict, batch: int) -> float:
 
 def run_measurement(spec: dict) -> dict:
     """Build, warm up once, time ``repeats`` steps and take the peak RSS, in this (fresh) process."""
-    builder = minidp_worker if spec["method"].startswith("minidp") else torch_worker
+    ours = spec["method"].startswith("minidp")
+    builder = minidp_worker if ours else torch_worker
     try:
         step, info = builder(spec)
-    except Exception as err:  # e.g. a mode Opacus does not support for these modules
+    except Exception as err:  # e.g. a mode Opacus does not support for these modules, or no CUDA torch
         return {"status": "not supported", "reason": f"{type(err).__name__}: {err}"[:500]}
-    memory = common.PeakMemory()
+    if spec.get("device", "cpu") == "cuda":
+        memory = common.CupyPoolMemory() if ours else common.TorchCudaMemory()
+    else:
+        memory = common.PeakMemory()
     memory.start()
     grad_norm = step()  # warm-up, also the correctness figure
     seconds, all_times = common.median_time(step, spec["repeats"], warmup=0)
@@ -300,13 +329,13 @@ def parse_list(text: str, cast=str) -> list:
 def measure_setting(args, model: str, T: int, log) -> dict:
     spec_base = {"model": model, "seq_len": T, "batch": args.batch, "repeats": args.repeats,
                  "seed": args.seed, "max_grad_norm": args.max_grad_norm, "layers": args.layers,
-                 "vocab_size": args.vocab_size}
+                 "vocab_size": args.vocab_size, "device": args.device}
     fields = model_fields(spec_base)
     runs = {method: [] for method in args.methods}
     for round_ in range(args.rounds):  # rounds interleave the methods, so a burst of load hits one round
         for method in args.methods:
             spec = {**spec_base, "method": method}
-            if method == "opacus_hooks":
+            if method == "opacus_hooks" and args.device == "cpu":  # (host memory; on a GPU Opacus may OOM)
                 need = estimated_opacus_hooks_mb(fields, args.batch)
                 avail = common.available_memory_mb()
                 if avail is not None and need > args.max_mem_fraction * avail:
@@ -392,13 +421,18 @@ def headline(settings: list, quick: bool) -> dict | None:
 
 def summary(args, settings: list) -> dict:
     head = headline(settings, args.quick)
-    out = {"quick": args.quick, "note": args.note, "batch": args.batch, "repeats": args.repeats,
+    out = {"quick": args.quick, "note": args.note, "device": args.device, "batch": args.batch,
+           "repeats": args.repeats,
            "rounds": args.rounds,
            "max_grad_norm": args.max_grad_norm, "cpu_count": os.cpu_count(), "python": platform.python_version(),
            "machine": platform.machine(), "load_average_end": common.load_average(),
            "timing": "warm-up 1, then the median of --repeats, each method in a fresh process; with --rounds R "
                      "the methods run R times interleaved and the fastest round is kept",
-           "memory": "peak RSS minus RSS after building model and inputs, per process (see _bench_common)"}
+           "memory": ("peak RSS minus RSS after building model and inputs, per process (see _bench_common)"
+                      if args.device == "cpu" else
+                      "device memory, per process: CuPy pool bytes held after the steps minus bytes in use before "
+                      "(minidp), torch.cuda.max_memory_allocated minus memory_allocated before (torch, Opacus); "
+                      "see _bench_common")}
     if head is not None:
         res = head["methods"]
         out.update({
@@ -459,6 +493,9 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", type=int, default=None, help="override the number of layers (fewer: faster)")
     parser.add_argument("--vocab-size", type=int, default=None, help=argparse.SUPPRESS)  # tests: smaller table
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {list(METHODS)}")
+    parser.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                        help="cpu (NumPy, torch on CPU) or cuda (CuPy, torch/Opacus on the same GPU); "
+                             "default $MINIDP_DEVICE or cpu")
     parser.add_argument("--max-grad-norm", type=float, default=1.0, help="clipping norm C")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per measurement")
@@ -490,6 +527,9 @@ def main(argv=None) -> int:
             args.repeats = QUICK["repeats"]
         if args.layers is None:
             args.layers = QUICK["layers"]
+    from minidp.backend import resolve_device  # noqa: PLC0415
+
+    args.device = resolve_device(args.device)
     models = parse_list(args.models)
     unknown = [m for m in models if m not in MODELS]
     args.methods = parse_list(args.methods)
@@ -505,8 +545,8 @@ def main(argv=None) -> int:
     def log(line=""):
         print(line, flush=True)
 
-    log(f"bench_step: B={args.batch}, repeats={args.repeats} (after 1 warm-up), rounds={args.rounds}, "
-        f"C={args.max_grad_norm}, "
+    log(f"bench_step: device {args.device}, B={args.batch}, repeats={args.repeats} (after 1 warm-up), "
+        f"rounds={args.rounds}, C={args.max_grad_norm}, "
         f"{os.cpu_count()} cores, load {common.load_average()}")
     if args.note:
         log(f"NOTE: {args.note}")

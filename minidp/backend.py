@@ -26,13 +26,16 @@ from types import ModuleType
 
 import numpy as np
 
+from minidp.errors import MinidpError
+
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float32", "float64")
 STREAM_NAMES = ("sampling", "noise", "dropout", "init")
 
 
-class BackendError(RuntimeError):
-    """A device or dtype that cannot be used here (e.g. cuda without CuPy or a GPU)."""
+class BackendError(MinidpError, RuntimeError):
+    """A device or dtype that cannot be used here (e.g. cuda without CuPy or a GPU): the CLI prints it as
+    one line (exit status 2)."""
 
 
 def default_device() -> str:

@@ -82,3 +82,25 @@ def test_cuda_streams_are_cupy_generators(stand_in):
     streams = RandomStreams(0, device="cuda")
     assert type(streams.noise).__module__.startswith("cupy")
     assert type(streams.noise.standard_normal(3)) is get_xp("cuda").ndarray
+
+
+def test_device_problems_are_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """No CuPy / no GPU, or a bad MINIDP_DEVICE: one line naming the problem, exit status 2, no traceback."""
+    from minidp.cli import main  # noqa: PLC0415
+    from tests import fake_cupy  # noqa: PLC0415
+    from tests.conftest import real_gpu  # noqa: PLC0415
+    from tests.fixtures import write_tiny_tsv  # noqa: PLC0415
+
+    argv = ["train", "--model", str(write_tiny_bert(tmp_path / "m")), "--task", "csv", "--train-file",
+            str(write_tiny_tsv(tmp_path / "t.tsv", 30)), "--text-column", "sentence", "--label-column", "label",
+            "--steps", "1", "--batch-size", "4", "--max-length", "16", "--no-progress"]
+    monkeypatch.setenv("MINIDP_DEVICE", "gpu")
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "minidp train: error: MINIDP_DEVICE='gpu' is not one of ('cpu', 'cuda')"]
+    if real_gpu() or fake_cupy.is_installed():
+        return  # CuPy is there: nothing more to refuse
+    monkeypatch.setenv("MINIDP_DEVICE", "cpu")
+    assert main([*argv, "--device", "cuda"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("minidp train: error: device='cuda' needs CuPy and an NVIDIA GPU")

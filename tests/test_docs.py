@@ -56,7 +56,9 @@ def run_python_blocks(text: str, source: str):
 def walkthrough():
     path = DOCS / "walkthrough.md"
     text = path.read_text()
-    namespace, runs = run_python_blocks(text, "docs/walkthrough.md")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINIDP_DEVICE", "cpu")  # a NumPy walk: its printed noise is NumPy's (also under gpu_check.sh)
+        namespace, runs = run_python_blocks(text, "docs/walkthrough.md")
     if os.environ.get("MINIDP_UPDATE_DOCS") == "1":
         for _, output, shown in sorted(runs, key=lambda r: -r[0].start()):  # from the end: offsets stay valid
             if shown is not None:

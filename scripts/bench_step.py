@@ -266,8 +266,8 @@ def torch_worker(spec: dict) -> tuple:
     model.train()  # Opacus' hooks record only in training mode; every dropout probability is 0
     mode = "hooks" if method == "opacus_hooks" else "ghost"
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(ids), torch.from_numpy(labels)),
-                                         batch_size=B)
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(ids), torch.from_numpy(labels))  # never iterated
+    loader = torch.utils.data.DataLoader(dataset, batch_size=B)
     engine = opacus.PrivacyEngine(accountant="rdp")
     made = engine.make_private(module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=0.0,
                                max_grad_norm=C, poisson_sampling=False, grad_sample_mode=mode,

@@ -25,9 +25,9 @@ What it refuses, as CuPy does on a GPU (TypeError):
   device pointer, as in CuPy — assigning a NumPy state dict to it breaks the next draw, as on a GPU.
 
 What it counts (``SYNCS``, ``count_syncs``): every device -> host copy — ``get``, ``cupy.asnumpy``,
-``float``/``int``/``bool``/``index``/``complex`` of an array, ``item``, ``tolist``, ``repr``, and the
-operations whose result shape depends on the data (boolean-mask indexing, ``nonzero``, ``unique``), which
-CuPy must copy to the host. Uploads (host -> device) are counted apart in ``UPLOADS``.
+``float``/``int``/``bool``/``index``/``complex``/``format`` of an array, ``item``, ``tolist``, ``repr``,
+and the operations whose result shape depends on the data (boolean-mask indexing, ``nonzero``,
+``unique``), which CuPy must copy to the host. Uploads (host -> device) are counted apart in ``UPLOADS``.
 
 What it cannot catch (a real GPU run, scripts/gpu_check.sh, is the only check of these):
 - cuSOLVER / cuBLAS behaviour: batched ``eigh`` (syevj) convergence and its silent failures, error codes
@@ -230,6 +230,10 @@ class ndarray(np.ndarray):
         return f"{repr(_plain(self))} (stand-in device array)"
 
     __str__ = __repr__
+
+    def __format__(self, spec):
+        _sync("format")
+        return format(_plain(self).item() if self.ndim == 0 else _plain(self), spec)
 
     def item(self, *args):
         _sync("item")

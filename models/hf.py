@@ -3,11 +3,22 @@
     model = load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", seed=0)
     save_pretrained(model, out_dir)    # transformers.AutoModelForSequenceClassification loads it
 
+    lora = load_pretrained(path, trainable="lora", lora={"r": 8, "alpha": 16, "targets": ["query", "value"],
+                                                          "dropout": 0.0})      # a fresh LoRA adapter
+    lora = load_pretrained(path, trainable="lora", lora={"adapter": ADAPTER_DIR})  # a PEFT adapter on top
+    save_pretrained(lora, out_dir)     # a PEFT adapter directory (peft.PeftModel.from_pretrained loads it)
+    save_pretrained(lora.merge_lora(), out_dir)   # a plain HF model with W + (α/r)·B A
+
 Reading accepts tensor names with or without the encoder prefix (``roberta.`` / ``bert.``; MiniLM's
 checkpoint has none) and ignores what a sequence classifier does not use (``lm_head.*``, ``cls.*``,
 RoBERTa's pooler, ``position_ids`` / ``token_type_ids`` buffers). A missing head (``classifier.*``; for
 BERT also ``bert.pooler.*``) is initialised N(0, 0.02²), biases 0, from ``seed`` and listed in
 ``model.init_report``. Uses ``safetensors.numpy`` only (no torch).
+
+LoRA (models/lora.py): ``lora={"r", "alpha", "targets", "dropout"}`` adds fresh factors (B = 0, drawn from
+``seed``'s init stream after any head); ``lora={"adapter": DIR}`` reads a PEFT adapter directory
+(adapter_config.json + adapter_model.safetensors): its factors, and its head when it saved one
+(``modules_to_save``), which then replaces the checkpoint's.
 """
 from __future__ import annotations
 
@@ -21,7 +32,9 @@ import numpy as np
 
 from minidp.backend import RandomStreams, to_host
 from minidp.errors import ConfigError, DataError
-from models.roberta import EncoderConfig, SequenceClassifier, head_param_names, init_params, param_shapes
+from models import lora as lora_io
+from models.roberta import (EncoderConfig, SequenceClassifier, head_modules_to_save, head_param_names, init_params,
+                            lora_param_shapes, param_shapes)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -41,6 +54,9 @@ def read_config(path) -> dict:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if (Path(path) / lora_io.ADAPTER_CONFIG).is_file():
+            raise DataError(f"{path}: a PEFT LoRA adapter, not a checkpoint; load it on top of its base model: "
+                            f"load_pretrained(BASE, trainable='lora', lora={{'adapter': '{path}'}})") from None
         raise DataError(f"{file}: missing (a checkpoint directory needs {CONFIG_FILE})") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{file}: unreadable ({err})") from None
@@ -81,13 +97,16 @@ def canonical_name(name: str, config: EncoderConfig) -> str | None:
 
 
 def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", *, seed: int = 0,
-                    verbose: bool = True) -> SequenceClassifier:
+                    verbose: bool = True, lora: dict | None = None) -> SequenceClassifier:
     """A ``SequenceClassifier`` from a HF checkpoint directory (see module docstring). Eval mode.
 
-    ``device``: "cpu" or "cuda"; None means $MINIDP_DEVICE, else "cpu" (minidp.backend.default_device)."""
+    ``device``: "cpu" or "cuda"; None means $MINIDP_DEVICE, else "cpu" (minidp.backend.default_device).
+    ``lora``: None, ``{"r", "alpha", "targets", "dropout"}`` (a fresh adapter) or ``{"adapter": DIR}``.
+    """
     path = Path(path)
     raw = read_config(path)
     config = EncoderConfig.from_hf_dict(raw, num_labels=num_labels, source=str(path / CONFIG_FILE))
+    spec, adapter, adapter_dir = _lora_argument(lora)
     tensors = read_tensors(path)
     weights_file = path / WEIGHTS_FILE
     shapes = param_shapes(config)
@@ -107,6 +126,10 @@ def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainab
             raise DataError(f"{weights_file}: tensor {name!r} has dtype {array.dtype.name}, "
                             f"expected one of {ACCEPTED_DTYPES}")
         params[key] = array
+    lora_factors = {}
+    if spec is not None:
+        lora_factors, head_override = _split_adapter(adapter, config, spec, adapter_dir)
+        params.update(head_override)  # the adapter's head (modules_to_save) replaces the checkpoint's
     missing = [name for name in shapes if name not in params]
     head = set(head_param_names(config))
     missing_body = [name for name in missing if name not in head]
@@ -117,16 +140,62 @@ def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainab
     streams = RandomStreams(seed=seed, device="cpu")
     if missing:
         params.update(init_params(config, streams.init, names=missing))
+    if spec is not None:
+        fresh = lora_param_shapes(config, spec)
+        params.update(lora_factors or lora_io.init_factors(fresh, streams.init))
     model = SequenceClassifier(config, params, trainable=trainable, dtype=dtype, device=device,
-                               dropout_rng=RandomStreams(seed=seed, device=device).dropout)
+                               dropout_rng=RandomStreams(seed=seed, device=device).dropout, lora=spec)
     model.init_report = missing
     model.unexpected = unexpected
     model.source_dir = path
     model.extra_config = raw
+    model.lora_source = adapter_dir  # the PEFT adapter directory read, if any
     if verbose and missing:
         print(f"minidp: initialised {len(missing)} tensor(s) absent from {weights_file} "
               f"(N(0, 0.02^2), biases 0, seed={seed}): {', '.join(missing)}")
     return model
+
+
+def _lora_argument(lora):
+    """``lora=`` of load_pretrained -> (LoraSpec or None, adapter tensors or None, adapter dir or None)."""
+    if lora is None:
+        return None, None, None
+    if not isinstance(lora, dict):
+        raise ConfigError(f"lora={lora!r}: give a dict, {{'r': 8, 'alpha': 16, 'targets': ['query', 'value'], "
+                          "'dropout': 0.0}} or {'adapter': DIR}")
+    if "adapter" in lora:
+        if set(lora) != {"adapter"}:
+            raise ConfigError(f"lora: {sorted(set(lora) - {'adapter'})} cannot be given with 'adapter' "
+                              "(the adapter's adapter_config.json sets them)")
+        spec, tensors = lora_io.read_adapter(lora["adapter"])
+        return spec, tensors, Path(lora["adapter"])
+    return lora_io.LoraSpec.from_dict(lora), None, None
+
+
+def _split_adapter(tensors: dict, config: EncoderConfig, spec, adapter_dir: Path):
+    """An adapter's tensors -> ({factor name: array}, {head name: array}); DataError naming what does not fit."""
+    weights_file = adapter_dir / lora_io.ADAPTER_WEIGHTS
+    try:
+        expected = lora_param_shapes(config, spec)
+    except ConfigError as err:
+        raise DataError(f"{adapter_dir / lora_io.ADAPTER_CONFIG}: {err}") from None
+    head_shapes = {name: shape for name, shape in param_shapes(config).items() if name in head_param_names(config)}
+    factors, head = {}, {}
+    for name, array in tensors.items():
+        shape = expected.get(name, head_shapes.get(name))
+        if shape is None:
+            raise DataError(f"{weights_file}: tensor {name!r} is neither a LoRA factor of the targeted layers nor "
+                            f"the head ({', '.join(head_modules_to_save(config))})")
+        if tuple(array.shape) != tuple(shape):
+            raise DataError(f"{weights_file}: tensor {name!r} has shape {tuple(array.shape)}, expected {tuple(shape)}")
+        if array.dtype.name not in ACCEPTED_DTYPES:
+            raise DataError(f"{weights_file}: tensor {name!r} has dtype {array.dtype.name}, "
+                            f"expected one of {ACCEPTED_DTYPES}")
+        (factors if name in expected else head)[name] = array
+    absent = [name for name in expected if name not in factors]
+    if absent:
+        raise DataError(f"{weights_file}: missing LoRA factor(s) {absent[:4]}{' ...' if len(absent) > 4 else ''}")
+    return factors, head
 
 
 def hf_config(model: SequenceClassifier) -> dict:
@@ -160,26 +229,66 @@ def _atomic_write(file: Path, write) -> None:
 
 def save_pretrained(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
     """Write ``out_dir``/config.json and model.safetensors (full prefixed names, ``dtype`` default the
-    model's), and copy tokenizer files from the source checkpoint when present. Returns ``out_dir``."""
+    model's), and copy tokenizer files from the source checkpoint when present. Returns ``out_dir``.
+
+    A model with LoRA layers writes a PEFT adapter instead (``save_adapter``), as PEFT's own save_pretrained
+    does; save ``model.merge_lora()`` for a plain checkpoint."""
+    if model.lora is not None:
+        return save_adapter(model, out_dir, dtype=dtype)
     from safetensors.numpy import save_file  # noqa: PLC0415
 
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"{out}: cannot create the output directory ({err})") from None
-    save_dtype = np.dtype(model.dtype if dtype is None else dtype)
-    if save_dtype.name not in ("float32", "float64"):
-        raise ConfigError(f"dtype={dtype!r}: save as float32 or float64")
+    out, save_dtype = _output_dir(out_dir), _save_dtype(model, dtype)
     tensors = {name: np.ascontiguousarray(to_host(value), dtype=save_dtype) for name, value in model.params.items()}
     config = hf_config(model)
     config["dtype"] = save_dtype.name
     _atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     _atomic_write(out / CONFIG_FILE,
                   lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
+    _copy_tokenizer(model, out)
+    return out
+
+
+def save_adapter(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
+    """Write ``out_dir``/adapter_config.json + adapter_model.safetensors as PEFT saves a LoRA adapter: the
+    LoRA factors and the head (``modules_to_save``), keys ``base_model.model.<hf_name>``, so that
+    ``peft.PeftModel.from_pretrained(<base model>, out_dir)`` computes this model's logits. Copies the
+    tokenizer files too. ``base_model_name_or_path`` is the source checkpoint's absolute path."""
+    from safetensors.numpy import save_file  # noqa: PLC0415
+
+    if model.lora is None:
+        raise ConfigError("save_adapter: the model has no LoRA layers (use save_pretrained)")
+    out, save_dtype = _output_dir(out_dir), _save_dtype(model, dtype)
+    names = [n for n in model.params if lora_io.is_factor(n)] + head_param_names(model.config)
+    tensors = lora_io.adapter_tensors({n: np.asarray(to_host(model.params[n]), dtype=save_dtype) for n in names})
+    base = str(Path(model.source_dir).resolve()) if model.source_dir is not None else None
+    config = lora_io.adapter_config(model.lora, modules_to_save=head_modules_to_save(model.config), base_model=base)
+    _atomic_write(out / lora_io.ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_write(out / lora_io.ADAPTER_CONFIG,
+                  lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
+    _copy_tokenizer(model, out)
+    return out
+
+
+def _output_dir(out_dir) -> Path:
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"{out}: cannot create the output directory ({err})") from None
+    return out
+
+
+def _save_dtype(model: SequenceClassifier, dtype) -> np.dtype:
+    save_dtype = np.dtype(model.dtype if dtype is None else dtype)
+    if save_dtype.name not in ("float32", "float64"):
+        raise ConfigError(f"dtype={dtype!r}: save as float32 or float64")
+    return save_dtype
+
+
+def _copy_tokenizer(model: SequenceClassifier, out: Path) -> None:
+    """Copy the source checkpoint's tokenizer files into ``out`` (when there are any)."""
     source = model.source_dir
     if source is not None and Path(source).resolve() != out.resolve():
         for name in TOKENIZER_FILES:
             if (Path(source) / name).is_file():
                 shutil.copyfile(Path(source) / name, out / name)
-    return out

@@ -16,6 +16,10 @@ Parameters are a flat dict ``{hf_name: array}`` keyed exactly as the transformer
 *ForSequenceClassification model (docs/design.md §2). Backward returns per-example records ``{hf_name: Record}``
 for the trainable parameters only; the batch is summed in exactly one place (``Record.weighted_sum``).
 
+LoRA (``lora=LoraSpec(...)``, models/lora.py): the targeted encoder linear layers become LoRA layers
+(minidp.nn.lora); their factors join ``params`` as ``<module>.lora_A.weight`` (r, d_in) and
+``<module>.lora_B.weight`` (d_out, r), and ``trainable="lora"`` trains the factors and the head.
+
 Shape alphabet: B batch, T tokens, C hidden, H heads, D = C/H, F intermediate, V vocabulary, K labels,
 L layers.
 """
@@ -29,11 +33,16 @@ import numpy as np
 from minidp.backend import array_module, get_xp, resolve_device, resolve_dtype, to_device, to_host
 from minidp.errors import ConfigError, DataError
 from minidp.nn import activations, attention, dropout, embedding, layernorm, linear, loss
+from minidp.nn import lora as lora_layer
 from minidp.per_example import weighted_sums
 from minidp.privacy.clipping import clip_and_sum  # the one clipping path (training uses it too)
+from models.lora import LoraSpec, factor_shapes, is_factor, match_targets
 
 MODEL_TYPES = ("roberta", "bert")
-TRAINABLE_CHOICES = ("all", "no-embeddings", "classifier")
+TRAINABLE_CHOICES = ("all", "no-embeddings", "classifier", "lora")
+# The linear layers of every encoder block (module paths after "<prefix>encoder.layer.N."): LoRA's candidates.
+BLOCK_LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                 "intermediate.dense", "output.dense")
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -174,6 +183,23 @@ def param_shapes(config: EncoderConfig) -> dict:
     return shapes
 
 
+def encoder_linear_modules(config: EncoderConfig) -> list:
+    """Module paths of the encoder's linear layers, layer by layer (the modules LoRA may target)."""
+    return [f"{config.prefix}encoder.layer.{layer}.{name}" for layer in range(config.num_hidden_layers)
+            for name in BLOCK_LINEARS]
+
+
+def lora_param_shapes(config: EncoderConfig, spec: LoraSpec) -> dict:
+    """{name: shape} of the LoRA factors ``spec`` adds (ConfigError if its targets select nothing or the head)."""
+    modules = match_targets(spec.targets, encoder_linear_modules(config), list(config.head_names()))
+    return factor_shapes(modules, param_shapes(config), spec.r)
+
+
+def head_modules_to_save(config: EncoderConfig) -> list:
+    """The head as PEFT's ``modules_to_save`` names it: RoBERTa ["classifier"], BERT ["classifier", "pooler"]."""
+    return ["classifier"] if config.model_type == "roberta" else ["classifier", "pooler"]
+
+
 def head_param_names(config: EncoderConfig) -> list:
     """The parameters after the encoder: RoBERTa classifier.*, BERT bert.pooler.* and classifier.*."""
     return [f"{module}.{kind}" for module in config.head_names() for kind in ("weight", "bias")]
@@ -213,12 +239,12 @@ class EmbeddingsCache:
 @dataclass
 class BlockCache:
     attention: object  # AttentionCache (q, k, v, probs, Q/K/V input)
-    attn_out: object  # LinearCache: input = attention context (B, T, C)
+    attn_out: object  # LinearCache (LoraCache with a LoRA branch): input = attention context (B, T, C)
     attn_dropout: object  # (B, T, C) mask or None
     attn_layernorm: object  # LayerNormCache of x1
-    intermediate: object  # LinearCache: input x1 (B, T, C)
+    intermediate: object  # LinearCache / LoraCache: input x1 (B, T, C)
     gelu: object  # (pre-activation (B, T, F), Φ (B, T, F))
-    output: object  # LinearCache: input gelu output (B, T, F)
+    output: object  # LinearCache / LoraCache: input gelu output (B, T, F)
     out_dropout: object  # (B, T, C) mask or None
     out_layernorm: object  # LayerNormCache of x2
 
@@ -250,25 +276,38 @@ class SequenceClassifier:
 
     params: {hf_name: array} on ``device`` in ``dtype`` (device None: $MINIDP_DEVICE, else "cpu");
     trainable: the names that get records/gradients.
+    lora: a ``LoraSpec`` to give the targeted linear layers a LoRA branch (``params`` then holds its factors).
     Eval mode (no dropout) by default; ``train()`` turns dropout on, drawing from ``dropout_rng``.
     """
 
     def __init__(self, config: EncoderConfig, params: dict, *, trainable="all", dtype="float32",
-                 device=None, dropout_rng=None):
+                 device=None, dropout_rng=None, lora: LoraSpec | None = None):
         self.config = config
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.xp = get_xp(self.device)
+        self.lora = lora
+        self.lora_modules: dict = {}  # {module path: LoraSettings} of the layers with a LoRA branch
         shapes = param_shapes(config)
+        if lora is not None:
+            settings = lora_layer.LoraSettings(scaling=lora.scaling, dropout=float(lora.dropout))
+            factors = lora_param_shapes(config, lora)
+            self.lora_modules = {name.rsplit(".", 2)[0]: settings for name in factors}
+            shapes.update(factors)
         missing = [name for name in shapes if name not in params]
         if missing:
             raise DataError(f"parameters missing: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        wrong = [(n, tuple(params[n].shape), shapes[n]) for n in shapes if tuple(params[n].shape) != tuple(shapes[n])]
+        if wrong:
+            name, found, expected = wrong[0]
+            raise DataError(f"parameter {name!r} has shape {found}, expected {expected}")
         self.params = {name: to_device(params[name], self.device, self.dtype) for name in shapes}
         self.dropout_rng = dropout_rng
         self.training = False
         self.init_report: list = []  # names initialised at load time (filled by models.hf)
         self.source_dir = None  # the checkpoint directory this was loaded from, if any
         self.extra_config: dict = {}  # config.json fields kept verbatim for save_pretrained
+        self.lora_source = None  # the PEFT adapter directory the LoRA factors were read from, if any
         self.set_trainable(trainable)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -287,7 +326,7 @@ class SequenceClassifier:
 
     def set_trainable(self, trainable="all") -> None:
         """"all" | "no-embeddings" (all but ``*.embeddings.*``) | "classifier" (the head: RoBERTa classifier.*,
-        BERT pooler + classifier) | a list of parameter names."""
+        BERT pooler + classifier) | "lora" (the LoRA factors and the head) | a list of parameter names."""
         names = list(self.params)
         emb_prefix = f"{self.config.prefix}embeddings."
         if isinstance(trainable, str):
@@ -297,6 +336,11 @@ class SequenceClassifier:
                 chosen = [n for n in names if not n.startswith(emb_prefix)]
             elif trainable == "classifier":
                 chosen = head_param_names(self.config)
+            elif trainable == "lora":
+                if self.lora is None:
+                    raise ConfigError("trainable='lora' needs a model with LoRA layers (load_pretrained(..., "
+                                      "lora={'r': 8, 'alpha': 16, 'targets': ['query', 'value']}))")
+                chosen = [n for n in names if is_factor(n)] + head_param_names(self.config)
             else:
                 raise ConfigError(f"trainable={trainable!r}: use one of {TRAINABLE_CHOICES} or a list of names")
         else:
@@ -323,8 +367,17 @@ class SequenceClassifier:
             self._lowest_stage = min(self._lowest_stage, stage)
 
     def _p(self, module: str) -> dict:
-        """{"weight", "bias"} of one module, e.g. "roberta.encoder.layer.0.output.dense"."""
-        return {"weight": self.params[f"{module}.weight"], "bias": self.params[f"{module}.bias"]}
+        """{"weight", "bias"} of one module, e.g. "roberta.encoder.layer.0.output.dense" (+ LoRA factors)."""
+        p = {"weight": self.params[f"{module}.weight"], "bias": self.params[f"{module}.bias"]}
+        if module in self.lora_modules:
+            for factor in (lora_layer.A, lora_layer.B):
+                p[factor] = self.params[f"{module}.{factor}"]
+        return p
+
+    def _linear_forward(self, module: str, x):
+        """The linear layer ``module`` (with its LoRA branch, if it has one) on x (B, T, d_in)."""
+        return lora_layer.forward_any(self._p(module), x, self.lora_modules.get(module), rng=self.dropout_rng,
+                                      training=self.training)
 
     def _keep(self, module: str, records: dict, out: dict) -> None:
         """Copy the records of trainable parameters into ``out`` under their full HF names."""
@@ -424,17 +477,20 @@ class SequenceClassifier:
         cfg = self.config
         lp = f"{cfg.prefix}encoder.layer.{layer}."
         p_attn = {name: self._p(f"{lp}attention.self.{name}") for name in attention.PROJECTIONS}
+        lora_attn = {name: self.lora_modules[f"{lp}attention.self.{name}"] for name in attention.PROJECTIONS
+                     if f"{lp}attention.self.{name}" in self.lora_modules}
         ctx, attn_cache = attention.forward(p_attn, x, attn_bias, cfg.num_attention_heads,
                                             dropout_p=cfg.attention_probs_dropout_prob,
-                                            rng=self.dropout_rng, training=self.training)  # (B, T, C)
-        h, attn_out_cache = linear.forward(self._p(f"{lp}attention.output.dense"), ctx)  # (B, T, C)
+                                            rng=self.dropout_rng, training=self.training,
+                                            lora=lora_attn)  # (B, T, C)
+        h, attn_out_cache = self._linear_forward(f"{lp}attention.output.dense", ctx)  # (B, T, C)
         h, attn_drop = self._dropout(h, cfg.hidden_dropout_prob)  # (B, T, C)
         h += x  # residual
         x1, ln1_cache = layernorm.forward(self._p(f"{lp}attention.output.LayerNorm"), h,
                                           cfg.layer_norm_eps)  # (B, T, C)
-        f, inter_cache = linear.forward(self._p(f"{lp}intermediate.dense"), x1)  # (B, T, F)
+        f, inter_cache = self._linear_forward(f"{lp}intermediate.dense", x1)  # (B, T, F)
         f, gelu_cache = activations.gelu_forward(f)  # (B, T, F)
-        h2, out_cache = linear.forward(self._p(f"{lp}output.dense"), f)  # (B, T, C)
+        h2, out_cache = self._linear_forward(f"{lp}output.dense", f)  # (B, T, C)
         h2, out_drop = self._dropout(h2, cfg.hidden_dropout_prob)  # (B, T, C)
         h2 += x1  # residual
         x2, ln2_cache = layernorm.forward(self._p(f"{lp}output.LayerNorm"), h2, cfg.layer_norm_eps)  # (B, T, C)
@@ -507,11 +563,11 @@ class SequenceClassifier:
         self._keep(f"{lp}output.LayerNorm", recs, records)
         dh2 = dropout.backward(c.out_dropout, dsum2)  # (B, T, C)
         # h2 = gelu(f) Wfᵀ + bf
-        df, recs = linear.backward(self._p(f"{lp}output.dense"), c.output, dh2)  # (B, T, F)
+        df, recs = lora_layer.backward_any(self._p(f"{lp}output.dense"), c.output, dh2)  # (B, T, F)
         self._keep(f"{lp}output.dense", recs, records)
         df = activations.gelu_backward(c.gelu, df)  # (B, T, F)
         # f = x1 Wiᵀ + bi
-        dx1, recs = linear.backward(self._p(f"{lp}intermediate.dense"), c.intermediate, df)  # (B, T, C)
+        dx1, recs = lora_layer.backward_any(self._p(f"{lp}intermediate.dense"), c.intermediate, df)  # (B, T, C)
         self._keep(f"{lp}intermediate.dense", recs, records)
         del df
         dx1 += dsum2  # x1 also feeds the residual h2 + x1
@@ -519,7 +575,7 @@ class SequenceClassifier:
         dsum1, recs = layernorm.backward(self._p(f"{lp}attention.output.LayerNorm"), c.attn_layernorm, dx1)
         self._keep(f"{lp}attention.output.LayerNorm", recs, records)
         dh = dropout.backward(c.attn_dropout, dsum1)  # (B, T, C)
-        dctx, recs = linear.backward(self._p(f"{lp}attention.output.dense"), c.attn_out, dh)  # (B, T, C)
+        dctx, recs = lora_layer.backward_any(self._p(f"{lp}attention.output.dense"), c.attn_out, dh)  # (B, T, C)
         self._keep(f"{lp}attention.output.dense", recs, records)
         p_attn = {name: self._p(f"{lp}attention.self.{name}") for name in attention.PROJECTIONS}
         dx, recs = attention.backward(p_attn, c.attention, dctx)  # (B, T, C)
@@ -623,8 +679,23 @@ class SequenceClassifier:
         sums, norms, _, _ = clip_and_sum(records, max_grad_norm, method=clip_method, gamma=gamma)
         return sums, norms
 
+    def merge_lora(self) -> "SequenceClassifier":
+        """A plain model (no LoRA layers) computing the same logits: W ← W + (α/r)·B A in every LoRA layer.
+
+        As PEFT's ``merge_and_unload``; the new model shares nothing with this one and trains "all".
+        """
+        params = {name: value for name, value in self.params.items() if not is_factor(name)}
+        for module, settings in self.lora_modules.items():
+            params[f"{module}.weight"] = lora_layer.merged_weight(self._p(module), settings.scaling)
+        merged = SequenceClassifier(self.config, params, dtype=self.dtype, device=self.device,
+                                    dropout_rng=self.dropout_rng)
+        merged.init_report, merged.source_dir = list(self.init_report), self.source_dir
+        merged.extra_config = dict(self.extra_config)
+        return merged
+
     def save_pretrained(self, out_dir) -> None:
-        """Write config.json + model.safetensors that transformers loads (see models.hf.save_pretrained)."""
+        """Write config.json + model.safetensors that transformers loads (see models.hf.save_pretrained);
+        a model with LoRA layers writes a PEFT adapter directory instead (``merge_lora()`` first for a plain one)."""
         from models.hf import save_pretrained  # noqa: PLC0415  (hf imports this module)
 
         save_pretrained(self, out_dir)

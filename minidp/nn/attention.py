@@ -10,7 +10,8 @@ padding (as transformers' eager attention), so padded keys get probability exact
 are all padding gets uniform attention (never NaN). The output projection and LayerNorm belong to the
 encoder block (models/roberta.py), not here.
 
-Parameters: p = {"query": {"weight", "bias"}, "key": {...}, "value": {...}}, HF layout (C, C).
+Parameters: p = {"query": {"weight", "bias"}, "key": {...}, "value": {...}}, HF layout (C, C). A projection
+named in ``lora`` also carries "lora_A.weight" / "lora_B.weight" and runs as a LoRA layer (minidp.nn.lora).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minidp.backend import array_module
-from minidp.nn import activations, dropout, linear
+from minidp.nn import activations, dropout, lora as lora_layer
 from minidp.per_example import SharedInput
 
 PROJECTIONS = ("query", "key", "value")
@@ -55,12 +56,16 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, H * D)  # (B, T, C)
 
 
-def forward(p, x, attention_bias, num_heads: int, *, dropout_p: float = 0.0, rng=None, training=False):
-    """x (B, T, C), attention_bias (B, 1, 1, T) from ``mask_bias`` -> context (B, T, C), cache."""
+def forward(p, x, attention_bias, num_heads: int, *, dropout_p: float = 0.0, rng=None, training=False,
+            lora: dict | None = None):
+    """x (B, T, C), attention_bias (B, 1, 1, T) from ``mask_bias`` -> context (B, T, C), cache.
+
+    ``lora``: {projection name: LoraSettings} for the projections with a LoRA branch (default none)."""
     shared_x = SharedInput(x)  # q, k and v read the same x: one Gram matrix for all three ghost norms
     heads, proj_caches = {}, {}
     for name in PROJECTIONS:
-        out, proj_caches[name] = linear.forward(p[name], x, shared_input=shared_x)  # (B, T, C)
+        out, proj_caches[name] = lora_layer.forward_any(p[name], x, (lora or {}).get(name), rng=rng,
+                                                        training=training, shared_input=shared_x)  # (B, T, C)
         heads[name] = split_heads(out, num_heads)  # (B, H, T, D)
     q, k, v = heads["query"], heads["key"], heads["value"]
     D = q.shape[-1]
@@ -90,7 +95,7 @@ def backward(p, cache: AttentionCache, dcontext):
     dheads = {"query": dq, "key": dk, "value": dv}
     dx, records = None, {}
     for name in PROJECTIONS:
-        dx_part, proj_records = linear.backward(p[name], cache.proj[name], merge_heads(dheads[name]))
+        dx_part, proj_records = lora_layer.backward_any(p[name], cache.proj[name], merge_heads(dheads[name]))
         dx = dx_part if dx is None else dx + dx_part  # (B, T, C): x feeds all three projections
         for param, record in proj_records.items():
             records[f"{name}.{param}"] = record

@@ -127,7 +127,7 @@ def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainab
                             f"expected one of {ACCEPTED_DTYPES}")
         params[key] = array
     lora_factors = {}
-    if spec is not None:
+    if adapter is not None:
         lora_factors, head_override = _split_adapter(adapter, config, spec, adapter_dir)
         params.update(head_override)  # the adapter's head (modules_to_save) replaces the checkpoint's
     missing = [name for name in shapes if name not in params]

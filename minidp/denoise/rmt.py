@@ -196,9 +196,11 @@ def rmt_denoise(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="noisy", fall
 # a whole gradient dict {hf_name: array}
 # ------------------------------------------------------------------------------------------------
 def default_include(name: str, array) -> bool:
-    """2-D ``*.weight`` parameters of linear layers: not embeddings, not LayerNorm (HF parameter names)."""
+    """2-D ``*.weight`` parameters of linear layers: not embeddings, not LayerNorm, not LoRA factors (HF/PEFT
+    parameter names). LoRA's r×d factors are far from the Marchenko–Pastur regime (docs/denoiser.md)."""
     return (getattr(array, "ndim", 0) == 2 and name.endswith(".weight")
-            and "embeddings" not in name and "LayerNorm" not in name)
+            and "embeddings" not in name and "LayerNorm" not in name
+            and not name.endswith((".lora_A.weight", ".lora_B.weight")))
 
 
 def _include_predicate(include) -> Callable[[str, object], bool]:
@@ -217,7 +219,8 @@ def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=1.02, nor
     """Denoise every selected weight gradient of ``grads`` ({hf_name: array}); the rest pass through.
 
     ``include``: callable(name, array) -> bool, or a list of names; default :func:`default_include`
-    (2-D linear weights; biases, LayerNorm and embeddings pass through untouched — the same objects).
+    (2-D linear weights; biases, LayerNorm, embeddings and LoRA factors pass through untouched — the same
+    objects).
     ``method``: "exact" (this module, full SVD per matrix) or "fast" (``fast.py``: top singular triplets by
     randomized subspace iteration, same-shape matrices batched; ``seed`` seeds its own test matrices —
     a generator of its own, never the DP noise stream; DPStep passes the public step number).

@@ -23,10 +23,21 @@ DENOISERS = ("none", "rmt")
 @dataclass(frozen=True)
 class ModelConfig:
     path: str = ""  # HF checkpoint directory (config.json + model.safetensors [+ tokenizer files])
-    trainable: str = "all"  # "all" | "no-embeddings" | "classifier" | comma-separated HF names
+    trainable: str = "all"  # "all" | "no-embeddings" | "classifier" | "lora" | comma-separated HF names
     dtype: str = "float32"  # "float32" (training) | "float64" (checks)
     device: str = field(default_factory=default_device)  # "cpu" | "cuda"; default $MINIDP_DEVICE, else "cpu"
     max_length: int = 128  # tokens per example after truncation, special tokens included
+    # LoRA (trainable="lora" only): the factors A (r, d_in), B (d_out, r) of the targeted layers + the head train
+    lora_rank: int = 8  # r
+    lora_alpha: float = 16.0  # α: the update B A is scaled by α / r
+    lora_targets: str = "query,value"  # comma-separated module names, PEFT's rule: a path equal to or ending in one
+    lora_dropout: float = 0.0  # dropout on the LoRA branch's input (training only)
+    lora_adapter: str | None = None  # start from this PEFT adapter directory (it sets rank, alpha, targets, dropout)
+    merge_lora: bool = False  # save RUN_DIR/model as a plain HF model, W + (α/r)·B A (default: a PEFT adapter)
+
+    def lora_target_list(self) -> list:
+        """``lora_targets`` as a list of module names."""
+        return [name.strip() for name in self.lora_targets.split(",") if name.strip()]
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,7 @@ class TrainConfig:
         _check(m.device in ("cpu", "cuda"), "model.device", f"{m.device!r} is not cpu or cuda")
         _check(m.max_length >= 3, "model.max_length",
                f"{m.max_length} < 3 (room for the special tokens and one token of text)")
+        _check_lora(m)
         _check(0.0 < d.eval_fraction < 1.0, "data.eval_fraction", f"{d.eval_fraction} is not in (0, 1)")
         _check(d.eval_limit is None or d.eval_limit > 0, "data.eval_limit", "must be positive")
         _check(p.epsilon is not None or p.noise_multiplier is not None, "privacy",
@@ -165,7 +177,27 @@ FIELD_FLAGS = {
     "run.batch_size": "--batch-size", "run.max_physical_batch": "--max-physical-batch",
     "run.eval_every": "--eval-every", "run.checkpoint_every": "--checkpoint-every",
     "run.eval_batch_size": "--eval-batch-size", "model.max_length": "--max-length",
+    "model.lora_rank": "--lora-rank", "model.lora_alpha": "--lora-alpha", "model.lora_targets": "--lora-targets",
+    "model.lora_dropout": "--lora-dropout", "model.lora_adapter": "--lora-adapter", "model.merge_lora": "--merge-lora",
 }
+
+
+def _check_lora(m: ModelConfig) -> None:
+    """The LoRA fields: valid with trainable="lora", left at their defaults otherwise."""
+    if m.trainable != "lora":
+        _check(m.lora_adapter is None, "model.lora_adapter", "needs --trainable lora")
+        _check(not m.merge_lora, "model.merge_lora", "needs --trainable lora")
+        return
+    defaults = ModelConfig()
+    if m.lora_adapter is not None:
+        for name in ("lora_rank", "lora_alpha", "lora_targets", "lora_dropout"):
+            _check(getattr(m, name) == getattr(defaults, name), f"model.{name}",
+                   "cannot be combined with --lora-adapter (its adapter_config.json sets it)")
+        return
+    _check(isinstance(m.lora_rank, int) and m.lora_rank >= 1, "model.lora_rank", f"{m.lora_rank} must be >= 1")
+    _check(m.lora_alpha > 0, "model.lora_alpha", f"{m.lora_alpha} must be > 0")
+    _check(0.0 <= m.lora_dropout < 1.0, "model.lora_dropout", f"{m.lora_dropout} is not in [0, 1)")
+    _check(bool(m.lora_target_list()), "model.lora_targets", "name at least one module, e.g. query,value")
 
 
 def _check(ok: bool, name: str, why: str) -> None:

@@ -186,11 +186,15 @@ def check_max_length(config: TrainConfig) -> None:
 
 def build_model(config: TrainConfig, num_labels: int):
     m = config.model
-    trainable = m.trainable if m.trainable in ("all", "no-embeddings", "classifier") else \
+    trainable = m.trainable if m.trainable in ("all", "no-embeddings", "classifier", "lora") else \
         [name.strip() for name in m.trainable.split(",") if name.strip()]
     init_seed = config.run.seed if config.run.seed is not None else 0  # initialisation may stay seeded
+    lora = None
+    if m.trainable == "lora":  # a PEFT adapter to start from, or fresh factors (B = 0)
+        lora = {"adapter": m.lora_adapter} if m.lora_adapter else \
+            {"r": m.lora_rank, "alpha": m.lora_alpha, "targets": m.lora_target_list(), "dropout": m.lora_dropout}
     return load_pretrained(m.path, num_labels=num_labels, dtype=m.dtype, device=m.device,
-                           trainable=trainable, seed=init_seed)
+                           trainable=trainable, seed=init_seed, lora=lora)
 
 
 def build_run(config: TrainConfig, datasets=None) -> Run:
@@ -376,8 +380,9 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
         f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, RDP order {order:g}; "
         f"example-level, add/remove-one adjacency)")
     if run_dir is not None:
-        if config.run.save_model:
-            run.model.save_pretrained(run_dir.path / "model")  # copies the checkpoint's tokenizer files too
+        if config.run.save_model:  # LoRA: a PEFT adapter, or with --merge-lora a plain model with B A merged
+            model = run.model.merge_lora() if config.model.merge_lora else run.model
+            model.save_pretrained(run_dir.path / "model")  # copies the checkpoint's tokenizer files too
         run_dir.write_json("summary.json", summary)  # last: its presence means "finished"
         if config.run.plot:
             plot_run(run_dir.path)

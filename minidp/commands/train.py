@@ -32,7 +32,21 @@ def add_parser(subparsers) -> None:
                    help="HF checkpoint directory: config.json, model.safetensors and tokenizer files "
                    "(required unless --resume)")
     m.add_argument("--trainable", default="all",
-                   help="which parameters train: all | no-embeddings | classifier | comma-separated HF names")
+                   help="which parameters train: all | no-embeddings | classifier | lora (LoRA factors + the "
+                   "head) | comma-separated HF names")
+    m.add_argument("--lora-rank", type=int, default=8, metavar="R", help="LoRA rank r (--trainable lora)")
+    m.add_argument("--lora-alpha", type=float, default=16.0, metavar="A",
+                   help="LoRA alpha: the update B A is scaled by alpha / r (--trainable lora)")
+    m.add_argument("--lora-targets", default="query,value",
+                   help="comma-separated layers that get LoRA (PEFT's rule: module paths ending in a name), "
+                   "e.g. query,key,value,attention.output.dense,intermediate.dense,output.dense")
+    m.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA branch's input")
+    m.add_argument("--lora-adapter", default=None, metavar="DIR",
+                   help="start from this PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors); "
+                   "it sets rank, alpha, targets and dropout")
+    m.add_argument("--merge-lora", action="store_true",
+                   help="save RUN_DIR/model as a plain HF model with W + (alpha/r) B A merged "
+                   "(default for LoRA: a PEFT adapter directory)")
     m.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     m.add_argument("--device", default=None, choices=("cpu", "cuda"),
                    help="array backend (default: $MINIDP_DEVICE or cpu)")
@@ -113,7 +127,10 @@ def config_from_args(args) -> TrainConfig:
     epochs = args.epochs if (args.epochs is not None or args.steps is not None) else 1.0
     return TrainConfig(
         model=ModelConfig(path=args.model, trainable=args.trainable, dtype=args.dtype,
-                          device=resolve_device(args.device), max_length=args.max_length),
+                          device=resolve_device(args.device), max_length=args.max_length,
+                          lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
+                          lora_dropout=args.lora_dropout, lora_adapter=args.lora_adapter,
+                          merge_lora=args.merge_lora),
         data=DataConfig(task=args.task, data_dir=args.data, train_file=args.train_file, eval_file=args.eval_file,
                         text_column=args.text_column, text_pair_column=args.text_pair_column,
                         label_column=args.label_column, eval_fraction=args.eval_fraction,
@@ -180,7 +197,9 @@ def _args_of(config: TrainConfig, defaults: dict) -> dict:
     """The argparse namespace (as a dict) that config_from_args maps onto ``config``."""
     m, d, p, o, z, r = config.model, config.data, config.privacy, config.optim, config.denoise, config.run
     return {**defaults, "model": m.path, "trainable": m.trainable, "dtype": m.dtype, "device": m.device,
-            "max_length": m.max_length, "task": d.task, "data": d.data_dir, "train_file": d.train_file,
+            "max_length": m.max_length, "lora_rank": m.lora_rank, "lora_alpha": m.lora_alpha,
+            "lora_targets": m.lora_targets, "lora_dropout": m.lora_dropout, "lora_adapter": m.lora_adapter,
+            "merge_lora": m.merge_lora, "task": d.task, "data": d.data_dir, "train_file": d.train_file,
             "eval_file": d.eval_file, "text_column": d.text_column, "text_pair_column": d.text_pair_column,
             "label_column": d.label_column, "eval_fraction": d.eval_fraction, "eval_limit": d.eval_limit,
             "epsilon": p.epsilon, "delta": p.delta, "noise_multiplier": p.noise_multiplier,

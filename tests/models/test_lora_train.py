@@ -1,0 +1,102 @@
+"""`minidp train --trainable lora` end to end on a tiny random BERT: what RUN_DIR/model holds, and that
+peft / transformers load it with minidp's logits (the adapter by default, a plain model with --merge-lora)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from minidp.cli import main
+from minidp.data import load_tokenizer
+from models import load_pretrained
+from tests.fixtures import tiny_sentences, write_tiny_bert, write_tiny_tsv
+from tests.helpers import require_module
+from tests.oracle.hf_models import max_rel_diff, torch_logits
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lora_train")
+    return write_tiny_bert(folder / "model", init_std=0.2), write_tiny_tsv(folder / "train.tsv", 96)
+
+
+def _train(assets, out, *extra):
+    model, data = assets
+    return main(["train", "--model", str(model), "--task", "csv", "--train-file", str(data), "--text-column",
+                 "sentence", "--label-column", "label", "--epsilon", "8", "--steps", "3", "--batch-size", "24",
+                 "--max-physical-batch", "8", "--max-length", "16", "--lr", "0.05", "--seed", "3",
+                 "--no-progress", "--trainable", "lora", "--lora-rank", "2", "--lora-alpha", "4",
+                 "--lora-targets", "query,value,output.dense", "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(assets, tmp_path_factory):
+    """Two identical seeded LoRA runs: one saves the PEFT adapter, one the merged model."""
+    root = tmp_path_factory.mktemp("runs")
+    assert _train(assets, root / "adapter") == 0
+    assert _train(assets, root / "merged", "--merge-lora") == 0
+    return root / "adapter" / "model", root / "merged" / "model"
+
+
+def _batch(model_dir):
+    texts, labels = tiny_sentences(6, seed=9)
+    enc = load_tokenizer(model_dir)(texts, max_length=16)
+    return {"input_ids": np.asarray(enc["input_ids"]), "attention_mask": np.asarray(enc["attention_mask"]),
+            "token_type_ids": np.asarray(enc["token_type_ids"]), "labels": labels}
+
+
+def test_run_saves_a_peft_adapter_that_peft_loads(assets, runs):
+    torch = require_module("torch")
+    peft = require_module("peft")
+    transformers = require_module("transformers")
+    base_dir, (adapter, _) = assets[0], runs
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["modules_to_save"]) == (2, 4, ["classifier", "pooler"])
+    assert not (adapter / "model.safetensors").exists()
+    ours = load_pretrained(base_dir, dtype="float64", trainable="lora", lora={"adapter": adapter}, verbose=False)
+    assert any(ours.params[n].any() for n in ours.params if ".lora_B." in n)  # the run moved B away from 0
+    batch = _batch(base_dir)
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(
+        base_dir, dtype=torch.float64, attn_implementation="eager")
+    reloaded = peft.PeftModel.from_pretrained(base, adapter).eval()
+    kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    diff = max_rel_diff(ours.forward(**kwargs), torch_logits(reloaded, batch))
+    print(f"trained adapter -> peft logits max relative difference {diff:.2e}")
+    assert diff <= 1e-6  # the adapter is saved in the run's float32
+
+
+def test_merge_lora_run_loads_in_transformers(assets, runs):
+    torch = require_module("torch")
+    transformers = require_module("transformers")
+    base_dir, (adapter, merged) = assets[0], runs
+    assert (merged / "config.json").exists() and not (merged / "adapter_config.json").exists()
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(
+        merged, dtype=torch.float64, attn_implementation="eager").eval()
+    ours = load_pretrained(base_dir, dtype="float64", trainable="lora", lora={"adapter": adapter}, verbose=False)
+    batch = _batch(base_dir)
+    kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    diff = max_rel_diff(torch_logits(hf, batch), ours.forward(**kwargs))
+    print(f"--merge-lora model -> transformers vs the same run's adapter: {diff:.2e}")
+    assert diff <= 1e-5  # both saved in float32 (merging in float32 rounds W + s·B A)
+
+
+def test_training_changes_only_factors_and_head(assets, runs):
+    base_dir, (adapter, _) = assets[0], runs
+    base = load_pretrained(base_dir, dtype="float64", verbose=False)
+    ours = load_pretrained(base_dir, dtype="float64", trainable="lora", lora={"adapter": adapter}, verbose=False)
+    moved = {n for n in base.params if not np.array_equal(base.params[n], ours.params[n])}
+    assert moved and moved <= {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
+                               "bert.pooler.dense.bias"}
+
+
+@pytest.mark.parametrize("extra, field", [
+    (["--trainable", "all", "--merge-lora"], "--merge-lora"),
+    (["--lora-adapter", "somewhere", "--lora-rank", "4"], "--lora-rank"),
+    (["--lora-rank", "0"], "--lora-rank"),
+    (["--lora-targets", "nothing"], "lora targets"),
+])
+def test_bad_lora_flags_are_one_line(assets, tmp_path, capsys, extra, field):
+    code = _train(assets, tmp_path / "bad", *extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and field in err[0], err

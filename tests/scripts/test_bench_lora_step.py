@@ -1,0 +1,35 @@
+"""scripts/bench_lora_step.py on a tiny random BERT: every arm runs, and the trainable counts are right.
+
+No timing claims are tested (speed goes in scripts/bench_*).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models.roberta import EncoderConfig, param_shapes
+from tests.fixtures import write_tiny_bert
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_lora_step.py"
+
+
+def test_every_arm_runs_and_counts_its_trainable_parameters(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_lora_step", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model_dir = write_tiny_bert(tmp_path / "model")  # hidden 16, 2 layers
+    out = tmp_path / "bench.json"
+    assert bench.main(["--model", str(model_dir), "--batch", "4", "--tokens", "8", "--ranks", "2",
+                       "--repeats", "1", "--json", str(out)]) == 0
+    arms = json.loads(out.read_text())["arms"]
+    assert set(arms) == {"full", "full+rmt", "lora-r2"}
+    config = EncoderConfig.from_hf_dict(json.loads((model_dir / "config.json").read_text()))
+    total = sum(int(np.prod(s)) for s in param_shapes(config).values())
+    C = config.hidden_size
+    head = (C * C + C) + (2 * C + 2)  # bert.pooler.dense + classifier
+    assert arms["full"]["trainable_params"] == arms["full+rmt"]["trainable_params"] == total
+    assert arms["lora-r2"]["trainable_params"] == 2 * 2 * (2 * C + C * 2) + head  # layers x {query, value}
+    assert all(arm["median_s"] > 0 for arm in arms.values())

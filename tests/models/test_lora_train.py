@@ -100,3 +100,24 @@ def test_bad_lora_flags_are_one_line(assets, tmp_path, capsys, extra, field):
     code = _train(assets, tmp_path / "bad", *extra)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and field in err[0], err
+
+
+def test_lora_run_resumes_bit_for_bit(assets, runs, tmp_path, monkeypatch):
+    """A LoRA run that crashes after a checkpoint and is resumed ends with the uninterrupted run's adapter."""
+    from minidp.step import DPStep
+
+    out = tmp_path / "run"
+    original = DPStep.__call__
+
+    def crashing(self, lr=None):
+        if self.steps_done == 2:
+            raise RuntimeError("crash")
+        return original(self, lr)
+
+    monkeypatch.setattr(DPStep, "__call__", crashing)
+    with pytest.raises(RuntimeError, match="crash"):
+        _train(assets, out, "--checkpoint-every", "1")
+    monkeypatch.setattr(DPStep, "__call__", original)
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    reference = runs[0] / "adapter_model.safetensors"
+    assert (out / "model" / "adapter_model.safetensors").read_bytes() == reference.read_bytes()

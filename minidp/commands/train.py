@@ -37,16 +37,17 @@ def add_parser(subparsers) -> None:
     m.add_argument("--lora-rank", type=int, default=8, metavar="R", help="LoRA rank r (--trainable lora)")
     m.add_argument("--lora-alpha", type=float, default=16.0, metavar="A",
                    help="LoRA alpha: the update B A is scaled by alpha / r (--trainable lora)")
-    m.add_argument("--lora-targets", default="query,value",
+    m.add_argument("--lora-targets", default="query,value", metavar="NAMES",
                    help="comma-separated layers that get LoRA (PEFT's rule: module paths ending in a name), "
                    "e.g. query,key,value,attention.output.dense,intermediate.dense,output.dense")
-    m.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA branch's input")
+    m.add_argument("--lora-dropout", type=float, default=0.0, metavar="P",
+                   help="dropout on the LoRA branch's input (training only)")
     m.add_argument("--lora-adapter", default=None, metavar="DIR",
                    help="start from this PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors); "
                    "it sets rank, alpha, targets and dropout")
     m.add_argument("--merge-lora", action="store_true",
-                   help="save RUN_DIR/model as a plain HF model with W + (alpha/r) B A merged "
-                   "(default for LoRA: a PEFT adapter directory)")
+                   help="save RUN_DIR/model as a plain HF model with W + (alpha/r) B A merged, instead of "
+                   "a PEFT adapter directory")
     m.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     m.add_argument("--device", default=None, choices=("cpu", "cuda"),
                    help="array backend (default: $MINIDP_DEVICE or cpu)")

@@ -140,9 +140,8 @@ def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainab
     streams = RandomStreams(seed=seed, device="cpu")
     if missing:
         params.update(init_params(config, streams.init, names=missing))
-    if spec is not None:
-        fresh = lora_param_shapes(config, spec)
-        params.update(lora_factors or lora_io.init_factors(fresh, streams.init))
+    if spec is not None:  # the adapter's factors, or fresh ones (B = 0) drawn after any head
+        params.update(lora_factors or lora_io.init_factors(lora_param_shapes(config, spec), streams.init))
     model = SequenceClassifier(config, params, trainable=trainable, dtype=dtype, device=device,
                                dropout_rng=RandomStreams(seed=seed, device=device).dropout, lora=spec)
     model.init_report = missing

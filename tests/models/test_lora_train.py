@@ -95,7 +95,8 @@ def test_training_changes_only_factors_and_head(assets, runs):
     (["--lora-adapter", "somewhere", "--lora-rank", "4"], "--lora-rank"),
     (["--lora-rank", "0"], "--lora-rank"),
     (["--lora-targets", "nothing"], "lora targets"),
-    (["--lora-adapter", "nowhere"], "nowhere"),
+    (["--lora-adapter", "nowhere", "--lora-rank", "8", "--lora-alpha", "16", "--lora-targets", "query,value"],
+     "nowhere"),
 ])
 def test_bad_lora_flags_are_one_line(assets, tmp_path, capsys, extra, field):
     code = _train(assets, tmp_path / "bad", *extra)

@@ -47,7 +47,9 @@ class LoraCache:
 
 def forward(p, x, *, scaling: float, dropout_p: float = 0.0, rng=None, training: bool = False,
             shared_input: SharedInput | None = None):
-    """y = x Wᵀ + b + s · (drop(x) Aᵀ) Bᵀ; x (B, T, d_in) -> y (B, T, d_out). ``shared_input`` as in ``linear``."""
+    """y = x Wᵀ + b + s · (drop(x) Aᵀ) Bᵀ; x (B, T, d_in) -> y (B, T, d_out), cache.
+
+    ``shared_input`` as in ``linear.forward``; dropout applies in training mode only, drawing from ``rng``."""
     y, base_cache = linear.forward(p, x, shared_input=shared_input)  # (B, T, d_out)
     x_drop, drop_cache = dropout.forward(x, dropout_p, rng, training)  # (B, T, d_in)
     x_lora = base_cache.x if drop_cache is None else SharedInput(x_drop)  # same x: share its Gram matrix

@@ -370,7 +370,7 @@ class SequenceClassifier:
         """{"weight", "bias"} of one module, e.g. "roberta.encoder.layer.0.output.dense" (+ LoRA factors)."""
         p = {"weight": self.params[f"{module}.weight"], "bias": self.params[f"{module}.bias"]}
         if module in self.lora_modules:
-            for factor in (lora_layer.A, lora_layer.B):
+            for factor in (lora_layer.LORA_A, lora_layer.LORA_B):
                 p[factor] = self.params[f"{module}.{factor}"]
         return p
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from minidp.nn import dropout, linear
 from minidp.per_example import LinearRecord, SharedInput
 
-A, B = "lora_A.weight", "lora_B.weight"
+LORA_A, LORA_B = "lora_A.weight", "lora_B.weight"  # parameter and record names of the factors
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ def forward(p, x, *, scaling: float, dropout_p: float = 0.0, rng=None, training:
     y, base_cache = linear.forward(p, x, shared_input=shared_input)  # (B, T, d_out)
     x_drop, drop_cache = dropout.forward(x, dropout_p, rng, training)  # (B, T, d_in)
     x_lora = base_cache.x if drop_cache is None else SharedInput(x_drop)  # same x: share its Gram matrix
-    u = linear._matmul_tokens(x_drop, p[A].T)  # (B, T, d_in) @ (d_in, r) -> (B, T, r)
-    y = y + scaling * linear._matmul_tokens(u, p[B].T)  # (B, T, r) @ (r, d_out) -> (B, T, d_out)
+    u = linear._matmul_tokens(x_drop, p[LORA_A].T)  # (B, T, d_in) @ (d_in, r) -> (B, T, r)
+    y = y + scaling * linear._matmul_tokens(u, p[LORA_B].T)  # (B, T, r) @ (r, d_out) -> (B, T, d_out)
     return y, LoraCache(base=base_cache, x_lora=x_lora, u=u, dropout=drop_cache, scaling=float(scaling))
 
 
@@ -62,10 +62,10 @@ def backward(p, cache: LoraCache, dy):
     """dy (B, T, d_out) -> dx (B, T, d_in), records {"weight", "bias", "lora_A.weight", "lora_B.weight"}."""
     s = cache.scaling
     dx, records = linear.backward(p, cache.base, dy)  # dx = dy W (B, T, d_in); base records (frozen in LoRA)
-    records[B] = LinearRecord(SharedInput(s * cache.u), dy)  # ∇_i B = Σ_t dy_itᵀ (s·u_it)  (d_out, r)
-    du = s * linear._matmul_tokens(dy, p[B])  # (B, T, d_out) @ (d_out, r) -> (B, T, r)
-    records[A] = LinearRecord(cache.x_lora, du)  # ∇_i A = Σ_t du_itᵀ drop(x)_it  (r, d_in)
-    dx_lora = linear._matmul_tokens(du, p[A])  # (B, T, r) @ (r, d_in) -> (B, T, d_in)
+    records[LORA_B] = LinearRecord(SharedInput(s * cache.u), dy)  # ∇_i B = Σ_t dy_itᵀ (s·u_it)  (d_out, r)
+    du = s * linear._matmul_tokens(dy, p[LORA_B])  # (B, T, d_out) @ (d_out, r) -> (B, T, r)
+    records[LORA_A] = LinearRecord(cache.x_lora, du)  # ∇_i A = Σ_t du_itᵀ drop(x)_it  (r, d_in)
+    dx_lora = linear._matmul_tokens(du, p[LORA_A])  # (B, T, r) @ (r, d_in) -> (B, T, d_in)
     dx = dx + dropout.backward(cache.dropout, dx_lora)  # (B, T, d_in)
     return dx, records
 
@@ -88,4 +88,4 @@ def backward_any(p, cache, dy):
 
 def merged_weight(p, scaling: float):
     """W + s · B A (d_out, d_in): the plain linear layer computing the same y (no dropout)."""
-    return p["weight"] + scaling * (p[B] @ p[A])  # (d_out, r) @ (r, d_in) -> (d_out, d_in)
+    return p["weight"] + scaling * (p[LORA_B] @ p[LORA_A])  # (d_out, r) @ (r, d_in) -> (d_out, d_in)

@@ -21,7 +21,7 @@ dims = st.integers(1, 5)
 
 def _params(rng, d_in, d_out, r):
     return {"weight": rng.normal(size=(d_out, d_in)), "bias": rng.normal(size=d_out),
-            lora.A: rng.normal(size=(r, d_in)), lora.B: rng.normal(size=(d_out, r))}
+            lora.LORA_A: rng.normal(size=(r, d_in)), lora.LORA_B: rng.normal(size=(d_out, r))}
 
 
 @SETTINGS
@@ -41,11 +41,11 @@ def test_lora_layer(B, T, d_in, d_out, r, seed, two_d, drop, method):
 
     y, cache = lora.forward(p, x, scaling=s, dropout_p=drop, rng=np.random.default_rng(seed + 1), training=True)
     mask = 1.0 if cache.dropout is None else cache.dropout
-    plain = x @ p["weight"].T + p["bias"] + s * ((x * mask) @ p[lora.A].T) @ p[lora.B].T
+    plain = x @ p["weight"].T + p["bias"] + s * ((x * mask) @ p[lora.LORA_A].T) @ p[lora.LORA_B].T
     assert np.allclose(y, plain, rtol=0, atol=1e-12)  # forward vs the formula in the docstring
     dx, records = lora.backward(p, cache, R)
-    assert set(records) == {"weight", "bias", lora.A, lora.B}
-    for name in (lora.A, lora.B):
+    assert set(records) == {"weight", "bias", lora.LORA_A, lora.LORA_B}
+    for name in (lora.LORA_A, lora.LORA_B):
         records[name].method = method
     err = rel_err(dx, numerical_grad(lambda: float((run() * R).sum()), x))
     print(f"x: max rel err {err:.2e}")
@@ -57,7 +57,7 @@ def test_fresh_layer_is_the_base_layer_and_merge_is_exact():
     rng = np.random.default_rng(0)
     p = _params(rng, 6, 5, 2)
     x = rng.normal(size=(3, 4, 6))
-    zero_b = {**p, lora.B: np.zeros((5, 2))}
+    zero_b = {**p, lora.LORA_B: np.zeros((5, 2))}
     assert np.array_equal(lora.forward(zero_b, x, scaling=2.0)[0], x @ p["weight"].T + p["bias"])
     merged = {"weight": lora.merged_weight(p, 2.0), "bias": p["bias"]}
     assert rel_err(lora.forward(p, x, scaling=2.0)[0], x @ merged["weight"].T + merged["bias"]) <= 1e-13
@@ -80,8 +80,8 @@ def test_factor_records_follow_the_linear_cost_rule():
     for T, expected in ((2, ("ghost", "ghost")), (8, ("ghost", "materialize")), (16, ("materialize",) * 2)):
         x = rng.normal(size=(2, T, 64))
         _, records = lora.backward(p, lora.forward(p, x, scaling=1.0)[1], rng.normal(size=(2, T, 16)))
-        assert (records[lora.A].chosen_method(), records[lora.B].chosen_method()) == expected, T
-        assert isinstance(records[lora.A], LinearRecord)
+        assert (records[lora.LORA_A].chosen_method(), records[lora.LORA_B].chosen_method()) == expected, T
+        assert isinstance(records[lora.LORA_A], LinearRecord)
 
 
 def test_attention_with_lora_on_query_and_value():
@@ -91,7 +91,7 @@ def test_attention_with_lora_on_query_and_value():
     C = H * D
     p = {name: {"weight": rng.normal(size=(C, C)) * 0.5, "bias": rng.normal(size=C)} for name in attention.PROJECTIONS}
     for name in ("query", "value"):
-        p[name].update({lora.A: rng.normal(size=(r, C)), lora.B: rng.normal(size=(C, r))})
+        p[name].update({lora.LORA_A: rng.normal(size=(r, C)), lora.LORA_B: rng.normal(size=(C, r))})
     settings_ = {name: lora.LoraSettings(scaling=1.5) for name in ("query", "value")}
     x = rng.normal(size=(B, T, C))
     mask = np.array([[1, 1, 1], [1, 1, 0]])
@@ -106,5 +106,5 @@ def test_attention_with_lora_on_query_and_value():
     assert {"query.lora_A.weight", "value.lora_B.weight"} <= set(records)
     assert "key.lora_A.weight" not in records
     assert rel_err(dx, numerical_grad(lambda: float((run() * R).sum()), x)) <= TOL
-    flat = {f"{n}.{k}": p[n][k] for n in ("query", "value") for k in (lora.A, lora.B)}
+    flat = {f"{n}.{k}": p[n][k] for n in ("query", "value") for k in (lora.LORA_A, lora.LORA_B)}
     print(check_records({k: records[k] for k in flat}, flat, lambda i: float((run()[i] * R[i]).sum()), B))

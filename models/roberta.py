@@ -692,10 +692,3 @@ class SequenceClassifier:
         merged.init_report, merged.source_dir = list(self.init_report), self.source_dir
         merged.extra_config = dict(self.extra_config)
         return merged
-
-    def save_pretrained(self, out_dir) -> None:
-        """Write config.json + model.safetensors that transformers loads (see models.hf.save_pretrained);
-        a model with LoRA layers writes a PEFT adapter directory instead (``merge_lora()`` first for a plain one)."""
-        from models.hf import save_pretrained  # noqa: PLC0415  (hf imports this module)
-
-        save_pretrained(self, out_dir)

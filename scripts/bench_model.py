@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             os.environ[var] = str(args.blas_threads)
     import numpy as np  # noqa: PLC0415  (after the thread settings)
 
-    from models import load_pretrained  # noqa: PLC0415
+    from models import load_pretrained, save_pretrained  # noqa: PLC0415
 
     model_dir = args.model or _default_model()
     model = load_pretrained(model_dir, num_labels=2, dtype="float32", device=args.device, seed=0, verbose=False)
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
         with tempfile.TemporaryDirectory() as tmp:
-            model.save_pretrained(tmp)  # the same weights, classifier included
+            save_pretrained(model, tmp)  # the same weights, classifier included
             hf = transformers.AutoModelForSequenceClassification.from_pretrained(
                 tmp, dtype=torch.float32, attn_implementation="eager")
         hf.eval()  # no dropout, as minidp's default eval mode (same arithmetic on both sides)

@@ -51,7 +51,7 @@ import numpy as np
 from minidp.backend import array_module, to_host
 from minidp.denoise.rmt import (
     DEFAULT_KAPPA,
-    _check_matrix,
+    check_matrix,
     bulk_edge,
     check_noise_std,
     check_options,
@@ -220,7 +220,7 @@ def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="nois
     if not mats:
         return [], []
     for G in mats:
-        _check_matrix(G)
+        check_matrix(G)
     shape, dtype = mats[0].shape, mats[0].dtype
     if any(G.shape != shape or G.dtype != dtype for G in mats):
         raise ConfigError("denoise_group needs matrices of one shape and dtype")

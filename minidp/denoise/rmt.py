@@ -23,7 +23,7 @@ there, so a GPU is asked for nothing else.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def check_options(kappa, norm_correction: str, fallback: str) -> float:
     return kappa
 
 
-def _check_matrix(G, what: str = "G"):
+def check_matrix(G, what: str = "G"):
     if getattr(G, "ndim", None) != 2:
         raise ConfigError(f"{what} must be a 2-D array (a weight gradient), got shape {getattr(G, 'shape', None)}")
     if G.dtype.kind != "f":
@@ -152,7 +152,7 @@ def matrix_stats(*, shape, kept: int, top: float, edge: float, norm_before: floa
 # ------------------------------------------------------------------------------------------------
 def rmt_denoise_with_stats(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy"):
     """As :func:`rmt_denoise`, also returning the per-matrix stats dict."""
-    _check_matrix(G)
+    check_matrix(G)
     s = check_noise_std(noise_std)
     kappa = check_options(kappa, norm_correction, fallback)
     xp = array_module(G)
@@ -192,75 +192,6 @@ def rmt_denoise(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="noisy", fall
     return rmt_denoise_with_stats(G, noise_std, kappa, norm_correction, fallback)[0]
 
 
-# ------------------------------------------------------------------------------------------------
-# a whole gradient dict {hf_name: array}
-# ------------------------------------------------------------------------------------------------
-def default_include(name: str, array) -> bool:
-    """2-D ``*.weight`` parameters of linear layers: not embeddings, not LayerNorm, not LoRA factors (HF/PEFT
-    parameter names). LoRA's r×d factors are far from the Marchenko–Pastur regime (docs/denoiser.md)."""
-    return (getattr(array, "ndim", 0) == 2 and name.endswith(".weight")
-            and "embeddings" not in name and "LayerNorm" not in name
-            and not name.endswith((".lora_A.weight", ".lora_B.weight")))
-
-
-def _include_predicate(include) -> Callable[[str, object], bool]:
-    if include is None:
-        return default_include
-    if callable(include):
-        return include
-    if isinstance(include, str):
-        raise ConfigError("include must be a callable(name, array) -> bool or a list of names, not a string")
-    names = set(include)
-    return lambda name, array: name in names
-
-
-def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=1.02, norm_correction="noisy",
-                      fallback="noisy", method="exact", include=None, seed=0, min_dim=0):
-    """Denoise every selected weight gradient of ``grads`` ({hf_name: array}); the rest pass through.
-
-    ``include``: callable(name, array) -> bool, or a list of names; default :func:`default_include`
-    (2-D linear weights; biases, LayerNorm, embeddings and LoRA factors pass through untouched — the same
-    objects).
-    ``method``: "exact" (this module, full SVD per matrix) or "fast" (``fast.py``: top singular triplets by
-    randomized subspace iteration, same-shape matrices batched; ``seed`` seeds its own test matrices —
-    a generator of its own, never the DP noise stream; DPStep passes the public step number).
-    ``min_dim``: skip matrices whose smaller side is below it (e.g. 3 skips a binary task's 2×d head, where
-    Marchenko–Pastur asymptotics say little; docs/denoiser.md weighs what that loses). 0: skip none.
-    Returns ``(new_grads, stats)``: a new dict in the same key order, and {name: per-matrix stats}
-    (keys kept, top_singular_value, edge, top_over_edge, norm_before, norm_after; see :func:`summarize`).
-    """
-    s = check_noise_std(noise_std)
-    kappa = check_options(kappa, norm_correction, fallback)
-    if method not in METHODS:
-        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
-    wanted = _include_predicate(include)
-    selected = [name for name, g in grads.items() if wanted(name, g) and min(g.shape) >= min_dim]
-    for name in selected:
-        _check_matrix(grads[name], what=f"gradient {name!r}")
-
-    new = dict(grads)  # untouched entries keep their objects
-    stats: dict[str, dict] = {}
-    if method == "exact":
-        for name in selected:
-            new[name], stats[name] = rmt_denoise_with_stats(grads[name], s, kappa, norm_correction, fallback)
-    else:
-        from minidp.denoise.fast import denoise_group  # noqa: PLC0415  (fast.py imports this module)
-
-        by_shape: dict[tuple, list[str]] = {}
-        for name in selected:
-            by_shape.setdefault(tuple(grads[name].shape), []).append(name)
-        rng = np.random.default_rng(seed)
-        frobs = frobenius_norms([grads[name] for name in selected])  # ‖G‖_F of every matrix: one host copy
-        frob_of = dict(zip(selected, frobs))
-        for names in by_shape.values():
-            outs, group_stats = denoise_group([grads[name] for name in names], s, kappa=kappa,
-                                              norm_correction=norm_correction, fallback=fallback, rng=rng,
-                                              frob_norms=[frob_of[name] for name in names])
-            for name, out, st in zip(names, outs, group_stats):
-                new[name], stats[name] = out, st
-    return new, {name: stats[name] for name in selected}
-
-
 def frobenius_norms(mats) -> np.ndarray:
     """‖G‖_F of each matrix as a host float64 array (L,), in one device -> host copy."""
     if not mats:
@@ -269,20 +200,7 @@ def frobenius_norms(mats) -> np.ndarray:
     return to_host(xp.stack([xp.linalg.norm(G).astype(xp.float64) for G in mats])).astype(np.float64)
 
 
-def summarize(stats: Mapping[str, dict]) -> dict:
-    """Totals over the per-matrix stats: matrices, total kept, which matrices kept anything."""
-    with_kept = [name for name, st in stats.items() if st["kept"] > 0]
-    ratios = [st["top_over_edge"] for st in stats.values() if st.get("top_over_edge") is not None]
-    return {
-        "matrices": len(stats),
-        "total_kept": int(sum(st["kept"] for st in stats.values())),
-        "matrices_with_kept": len(with_kept),
-        "names_with_kept": with_kept,
-        "max_top_over_edge": float(max(ratios)) if ratios else None,
-    }
-
-
 __all__: Iterable[str] = [
-    "rmt_denoise", "rmt_denoise_with_stats", "denoise_gradients", "summarize", "default_include",
-    "bulk_edge", "shrink", "signal_sq_estimate", "shrunk_weights",
+    "rmt_denoise", "rmt_denoise_with_stats", "bulk_edge", "shrink", "signal_sq_estimate", "shrunk_weights",
+    "check_matrix", "frobenius_norms",
 ]

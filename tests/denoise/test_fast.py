@@ -84,11 +84,13 @@ def test_many_components_fall_back_to_exact():
 def test_krylov_path_itself_equals_exact(shape, seed, rs):
     """Medium matrices, so the Krylov iteration (not its exact fallback) produces the answer.
 
-    (Values just above κ = 1.02 need a deep Krylov space; there the exact fallback may answer.)"""
+    (Values just above κ = 1.02 need a deep Krylov space; there the exact fallback may answer. So may pure
+    noise: its top singular value sits only ≈1–3% below 1.02 × the edge, and certifying that can take more
+    depth than the min(m, n)/2 cap.)"""
     m, n = shape
     rng = np.random.default_rng(seed)
     mats = [planted(m, n, 0.3, rs, rng)[1] for _ in range(3)]
     outs, stats = denoise_group(mats, 0.3, seed=seed)
     for G, out, st_ in zip(mats, outs, stats):
-        assert st_["method"] == "fast" or min(rs) < 1.2, st_  # near κ: fallback allowed
+        assert st_["method"] == "fast" or min(rs, default=1.0) < 1.2, st_  # near κ: fallback allowed
         assert _rel(out, rmt_denoise(G, 0.3)) <= 1e-6, st_

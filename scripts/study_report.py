@@ -1,0 +1,504 @@
+"""Reports of the RMT study from whatever runs have finished (used by scripts/reproduce.py).
+
+    write_reports(plan, runs_dir, reports_dir, command=..., runs=[RunSpec, ...], lr_record={...})
+
+writes, into ``reports_dir``:
+    study_<setting>.{md,json,png}   baseline vs denoised (and peers) per setting: accuracy at fixed steps, steps
+                                    to 90% / 95% of the best baseline accuracy, final accuracy mean ± sd, the
+                                    paired difference with a 95% t-interval, seeds won at each checkpoint
+    study_ablations.{md,json,png}   norm correction and κ arms next to the main arms; alignment gain per step;
+                                    the denoiser's measured overhead per step
+    study_lr.{md,json}              the learning-rate search on the validation split
+    README.md                       the findings in plain words, from the numbers above only
+
+A setting with fewer than 3 finished seeds in an arm is marked INCOMPLETE and no conclusion is drawn from it.
+Reads RUN_DIR/{summary.json, metrics.jsonl, metrics_nonprivate.jsonl} (rows looked up in both files, so
+it works before and after the split of non-private statistics into their own file) and RUNS_DIR/ledger.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_STEPS = (25, 50, 100, 200)
+MIN_SEEDS = 3
+# two-sided 95% t quantiles t_{0.975, df}; df > 30 uses 1.96
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def read_jsonl(path) -> list[dict]:
+    rows = []
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a torn last line
+    return rows
+
+
+def t975(df: int) -> float:
+    if df <= 0:
+        return float("nan")
+    if df in T975:
+        return T975[df]
+    below = [k for k in T975 if k <= df]
+    return T975[max(below)] if df <= 30 else 1.96
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------------------------
+def load_run(spec, ledger_rows: list[dict]) -> dict:
+    """What a report needs of one run (finished or not)."""
+    path = Path(spec.path)
+    summary = None
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):
+        pass
+    rows = read_jsonl(path / "metrics.jsonl") + read_jsonl(path / "metrics_nonprivate.jsonl")
+    curve, step_seconds, gains, cos_noisy = {}, {}, {}, {}
+    final = None
+    for row in rows:
+        step = row.get("step")
+        if "eval" in row and row["eval"]:
+            if row.get("final"):
+                final = (step, row["eval"].get("accuracy"))
+            else:
+                curve[step] = row["eval"].get("accuracy")
+        if "seconds" in row:
+            step_seconds[step] = row["seconds"]
+        diag = row.get("diagnostics_non_private")
+        if diag and diag.get("whole"):
+            gains[step] = diag["whole"].get("gain")
+            cos_noisy[step] = diag["whole"].get("cos_noisy")
+    if final is not None:
+        curve[final[0]] = final[1]
+    attempts = [r for r in ledger_rows if r.get("run") == spec.name]
+    return {
+        "name": spec.name, "setting": spec.setting, "arm": spec.arm, "seed": spec.seed, "role": spec.role,
+        "path": str(path), "finished": summary is not None, "summary": summary,
+        "curve": dict(sorted((int(k), v) for k, v in curve.items() if v is not None)),
+        "final_accuracy": final[1] if (summary is not None and final) else None,
+        "step_seconds_mean": float(np.mean(list(step_seconds.values()))) if step_seconds else None,
+        "steps_logged": len(step_seconds),
+        "gain": dict(sorted((int(k), v) for k, v in gains.items() if v is not None)),
+        "wall_seconds": float(sum(r.get("wall_seconds", 0.0) for r in attempts)),
+        "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in attempts)),
+        "attempts": len(attempts), "command": attempts[-1]["command"] if attempts else None,
+        "load": [r.get("load_start") for r in attempts],
+    }
+
+
+def accuracy_at(curve: dict, step: int):
+    return curve.get(step)
+
+
+def steps_to(curve: dict, threshold: float):
+    for step, acc in sorted(curve.items()):
+        if acc is not None and acc >= threshold:
+            return step
+    return None
+
+
+def mean_sd(values) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"n": 0, "mean": None, "sd": None}
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"n": len(values), "mean": float(np.mean(values)), "sd": sd}
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Paired difference b − a over seeds present in both ({seed: value}), with a 95% t-interval."""
+    seeds = sorted(s for s in a if s in b and a[s] is not None and b[s] is not None)
+    diffs = [b[s] - a[s] for s in seeds]
+    out = {"seeds": seeds, "differences": diffs, "mean": None, "ci95": None}
+    if diffs:
+        out["mean"] = float(np.mean(diffs))
+    if len(diffs) >= 2:
+        half = t975(len(diffs) - 1) * float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs))
+        out["ci95"] = [out["mean"] - half, out["mean"] + half]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one setting: baseline vs denoised (and the other arms)
+# ---------------------------------------------------------------------------------------------------------
+def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) -> dict:
+    arms = {}
+    for run in runs:
+        arms.setdefault(run["arm"], []).append(run)
+    finished = {arm: [r for r in rs if r["finished"]] for arm, rs in arms.items()}
+    finished = {arm: rs for arm, rs in finished.items() if rs}
+    base, den = finished.get("baseline", []), finished.get("rmt", [])
+    base_curves = [r["curve"] for r in base]
+    steps_all = sorted({s for c in base_curves for s in c})
+    mean_base = {s: float(np.mean([c[s] for c in base_curves if s in c])) for s in steps_all}
+    best = max(mean_base.values()) if mean_base else None
+    planned_steps = max((r["summary"]["steps"] for rs in finished.values() for r in rs), default=None)
+    checkpoints = [s for s in CHECKPOINT_STEPS if planned_steps is None or s <= planned_steps]
+    if planned_steps and planned_steps not in checkpoints:
+        checkpoints.append(planned_steps)
+    setting_plan = plan["settings"][setting]
+    first = next((r["summary"] for rs in finished.values() for r in rs), None) or {}
+    report = {
+        "task": setting_plan["task"], "setting": setting, "epsilon": setting_plan["epsilon"],
+        "model": plan["variables"].get("model"), "batch_size": first.get("expected_batch_size",
+                                                                        plan["variables"].get("batch")),
+        "planned_steps": planned_steps, "noise_multiplier": first.get("noise_multiplier"),
+        "delta": first.get("delta"), "epsilon_spent": first.get("epsilon"),
+        "lr": plan["variables"].get("lr"), "accountant": plan["variables"].get("accountant", "rdp"),
+        "seeds": {arm: sorted(r["seed"] for r in rs) for arm, rs in finished.items()},
+        "seeds_started": {arm: sorted(r["seed"] for r in rs) for arm, rs in arms.items()},
+        "incomplete": len(base) < MIN_SEEDS or len(den) < MIN_SEEDS,
+        "best_baseline_accuracy": best, "checkpoint_steps": checkpoints,
+        "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
+        "final_accuracy_stats": {}, "wins_at": {}, "paired_final": None, "paired_at": {},
+        "mean_curve": {}, "gain_curve_non_private": {}, "step_seconds": {}, "wall_seconds": {},
+        "command": command, "run_commands": {r["name"]: r["command"] for rs in arms.values() for r in rs},
+        "noise_reproducible_from_seed": True,
+        "machine": machine(), "load_at_start": {r["name"]: r["load"] for rs in arms.values() for r in rs},
+    }
+    role_name = {"baseline": "baseline", "rmt": "denoised"}
+    for arm, rs in finished.items():
+        key = role_name.get(arm, arm)
+        report["accuracy_at"][key] = {str(s): [accuracy_at(r["curve"], s) for r in rs] for s in checkpoints}
+        report["final_accuracy"][key] = [r["final_accuracy"] for r in rs]
+        report["final_accuracy_stats"][key] = mean_sd(report["final_accuracy"][key])
+        if best is not None:
+            report["steps_to_90"][key] = [steps_to(r["curve"], 0.9 * best) for r in rs]
+            report["steps_to_95"][key] = [steps_to(r["curve"], 0.95 * best) for r in rs]
+        steps = sorted({s for r in rs for s in r["curve"]})
+        report["mean_curve"][key] = {str(s): mean_sd([r["curve"].get(s) for r in rs]) for s in steps}
+        gsteps = sorted({s for r in rs for s in r["gain"]})
+        if gsteps and arm != "baseline":
+            report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
+        report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
+        report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
+    for key in ("baseline", "denoised"):
+        report["steps_to_90"].setdefault(key, [])
+        report["steps_to_95"].setdefault(key, [])
+        report["final_accuracy"].setdefault(key, [])
+    if base and den:
+        a = {r["seed"]: r["final_accuracy"] for r in base}
+        b = {r["seed"]: r["final_accuracy"] for r in den}
+        report["paired_final"] = paired(a, b)
+        for s in checkpoints:
+            a_s = {r["seed"]: accuracy_at(r["curve"], s) for r in base}
+            b_s = {r["seed"]: accuracy_at(r["curve"], s) for r in den}
+            pd = paired(a_s, b_s)
+            report["paired_at"][str(s)] = pd
+            report["wins_at"][str(s)] = {"denoised_wins": int(sum(d > 0 for d in pd["differences"])),
+                                         "ties": int(sum(d == 0 for d in pd["differences"])),
+                                         "seeds": len(pd["differences"])}
+    return report
+
+
+def machine() -> dict:
+    import os  # noqa: PLC0415
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "note": "shared 2-core CPU VM; other work ran beside the study (load average per run attempt in "
+                    "load_at_start)"}
+
+
+def fmt(x, digits=4):
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def fmt_stats(st: dict) -> str:
+    if not st or st.get("n", 0) == 0:
+        return "—"
+    return f"{st['mean']:.4f}" + (f" ± {st['sd']:.4f}" if st.get("sd") is not None else "") + f" (n={st['n']})"
+
+
+def fmt_ci(pd) -> str:
+    if not pd or pd.get("mean") is None:
+        return "—"
+    ci = pd.get("ci95")
+    return f"{pd['mean']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else " (1 pair: no interval)") + \
+        f" over seeds {pd['seeds']}"
+
+
+def setting_markdown(r: dict, name: str) -> str:
+    status = ("**INCOMPLETE** (fewer than 3 finished seeds in an arm): numbers are listed, no conclusion is "
+              "drawn." if r["incomplete"] else "complete (≥ 3 finished seeds per arm).")
+    lines = [f"# Study: {r['task']}, ε = {r['epsilon']:g} (setting `{r['setting']}`)", "",
+             f"Status: {status}  ",
+             f"Command (regenerates this report from finished runs): `{r['command']} --report-only`  ",
+             f"Model: {r['model']}; expected batch {r['batch_size']}; {r['planned_steps']} steps; σ = "
+             f"{fmt(r['noise_multiplier'])}; δ = {fmt(r['delta'], 3)}; ε spent {fmt(r['epsilon_spent'], 3)} "
+             f"({r['accountant']}); lr {r['lr']}. Noise, batches and dropout are reproducible from each run's "
+             f"--seed.  ",
+             f"Machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}).  ",
+             f"Finished seeds: {r['seeds']}; started: {r['seeds_started']}.", ""]
+    arms = list(r["final_accuracy_stats"])
+    lines += ["## Final accuracy (reported evaluation set)", "", "| arm | final accuracy mean ± sd | per seed | "
+              "mean s/step | wall s per run |", "|---|---|---|---|---|"]
+    for arm in arms:
+        lines.append(f"| {arm} | {fmt_stats(r['final_accuracy_stats'][arm])} | "
+                     f"{', '.join(fmt(v) for v in r['final_accuracy'][arm])} | "
+                     f"{fmt_stats(r['step_seconds'].get(arm, {}))} | "
+                     f"{', '.join(f'{w:.0f}' for w in r['wall_seconds'].get(arm, []))} |")
+    lines += ["", f"Paired difference denoised − baseline at the end: {fmt_ci(r['paired_final'])}", "",
+              "## Accuracy at fixed steps (mean over seeds; denoised wins / paired seeds)", "",
+              "| step | " + " | ".join(arms) + " | denoised wins | paired diff [95% CI] |",
+              "|---|" + "---|" * (len(arms) + 2)]
+    for s in r["checkpoint_steps"]:
+        cells = []
+        for arm in arms:
+            vals = [v for v in r["accuracy_at"][arm].get(str(s), []) if v is not None]
+            cells.append(f"{np.mean(vals):.4f}" if vals else "—")
+        wins = r["wins_at"].get(str(s))
+        lines.append(f"| {s} | " + " | ".join(cells) + " | " +
+                     (f"{wins['denoised_wins']}/{wins['seeds']}" if wins else "—") + " | " +
+                     fmt_ci(r["paired_at"].get(str(s))) + " |")
+    lines += ["", f"## Steps to reach 90% / 95% of the best baseline accuracy ({fmt(r['best_baseline_accuracy'])})",
+              "", "| arm | steps to 90% (per seed) | steps to 95% (per seed) |", "|---|---|---|"]
+    for arm in arms:
+        lines.append(f"| {arm} | {r['steps_to_90'].get(arm)} | {r['steps_to_95'].get(arm)} |")
+    lines += ["", "(None: never reached within the run; steps are evaluation steps, every "
+              "--eval-every steps.)", "", f"![accuracy and alignment]({name}.png)", "",
+              f"JSON twin: `{name}.json`.", ""]
+    return "\n".join(lines)
+
+
+def plot_setting(r: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for arm, curve in r["mean_curve"].items():
+        steps = [int(s) for s in curve]
+        mean = np.array([curve[str(s)]["mean"] for s in steps])
+        sd = np.array([curve[str(s)]["sd"] or 0.0 for s in steps])
+        axes[0].plot(steps, mean, marker=".", label=f"{arm} (n={max(c['n'] for c in curve.values())})")
+        axes[0].fill_between(steps, mean - sd, mean + sd, alpha=0.2)
+    axes[0].set(title=f"{r['task']}, ε={r['epsilon']:g}: accuracy (mean ± sd over seeds)", xlabel="step",
+                ylabel="accuracy")
+    axes[0].legend(fontsize=7)
+    for arm, curve in r["gain_curve_non_private"].items():
+        steps = [int(s) for s in curve]
+        axes[1].plot(steps, [curve[str(s)]["mean"] for s in steps], lw=0.9, label=arm)
+    axes[1].axhline(0, color="k", lw=0.5)
+    axes[1].set(title="alignment gain cos(denoised,clipped)−cos(noisy,clipped)\n(NON-PRIVATE diagnostic)",
+                xlabel="step")
+    if r["gain_curve_non_private"]:
+        axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.title.set_fontsize(9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ablations, learning rate, README
+# ---------------------------------------------------------------------------------------------------------
+def ablation_report(plan: dict, settings: dict, command: str) -> dict:
+    out = {"command": command, "settings": {}, "machine": machine()}
+    for name, r in settings.items():
+        arms = {arm: {"final_accuracy": r["final_accuracy"].get(arm), "stats": r["final_accuracy_stats"].get(arm),
+                      "seeds": r["seeds"].get("baseline" if arm == "baseline" else
+                                               ("rmt" if arm == "denoised" else arm)),
+                      "mean_gain_non_private": _mean_gain(r["gain_curve_non_private"].get(arm)),
+                      "step_seconds": r["step_seconds"].get(arm)}
+                for arm in r["final_accuracy_stats"]}
+        overhead = None
+        b, d = r["step_seconds"].get("baseline"), r["step_seconds"].get("denoised")
+        if b and d and b.get("mean") and d.get("mean"):
+            overhead = d["mean"] / b["mean"] - 1.0
+        out["settings"][name] = {"task": r["task"], "epsilon": r["epsilon"], "arms": arms,
+                                 "denoiser_overhead_per_step": overhead, "gain_curves": r["gain_curve_non_private"]}
+    return out
+
+
+def _mean_gain(curve):
+    if not curve:
+        return None
+    vals = [c["mean"] for c in curve.values() if c["mean"] is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def ablation_markdown(a: dict) -> str:
+    lines = ["# Study: ablations (norm correction, κ) and the denoiser's overhead", "",
+             f"Command: `{a['command']} --report-only`  ", f"Machine: {a['machine']['platform']}, "
+             f"{a['machine']['cpus']} CPUs ({a['machine']['note']}).", "",
+             "Arms with fewer than 3 finished seeds are listed for the record only; no conclusion is drawn "
+             "from them. The alignment gain is the NON-PRIVATE diagnostic averaged over all steps of the run(s).",
+             "", "| setting | arm | final accuracy | mean alignment gain | s/step |", "|---|---|---|---|---|"]
+    for name, s in a["settings"].items():
+        for arm, v in s["arms"].items():
+            lines.append(f"| {name} | {arm} | {fmt_stats(v['stats'])} | {fmt(v['mean_gain_non_private'])} | "
+                         f"{fmt_stats(v['step_seconds'] or {})} |")
+    lines += ["", "Denoiser overhead per step (mean step time of the RMT arm over the baseline's − 1; wall "
+              "time on a shared machine, so only indicative):", ""]
+    for name, s in a["settings"].items():
+        o = s["denoiser_overhead_per_step"]
+        lines.append(f"- {name}: " + ("—" if o is None else f"{100 * o:+.1f}%"))
+    lines += ["", "![alignment gain per step](study_ablations.png)", "", "JSON twin: `study_ablations.json`.", ""]
+    return "\n".join(lines)
+
+
+def plot_ablations(a: dict, path: Path) -> Path | None:
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return None
+    names = [n for n, s in a["settings"].items() if s["gain_curves"]]
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for arm, curve in a["settings"][name]["gain_curves"].items():
+            steps = [int(s) for s in curve]
+            ax.plot(steps, [curve[str(s)]["mean"] for s in steps], lw=0.9, label=arm)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set(title=f"{name}: alignment gain per step (NON-PRIVATE)", xlabel="step")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
+    lines = ["# Study: learning-rate search (validation split carved from the training data)", "",
+             f"Command: `{command} --report-only`  ",
+             f"Rule: {rec.get('rule', 'highest final validation accuracy')}. Chosen: "
+             f"{rec.get('lr') if rec.get('lr') is not None else 'not yet (runs unfinished)'}.", "",
+             "| run | finished | final validation accuracy | wall s |", "|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['name']} | {r['finished']} | {fmt(r['final_accuracy'])} | {r['wall_seconds']:.0f} |")
+    return "\n".join(lines) + "\n\nJSON twin: `study_lr.json`.\n"
+
+
+def finding(r: dict) -> str:
+    """One plain sentence per setting, from measured numbers only."""
+    head = f"{r['task']} at ε = {r['epsilon']:g} (batch {r['batch_size']}, {r['planned_steps']} steps)"
+    if r["incomplete"]:
+        n = {arm: len(s) for arm, s in r["seeds"].items()}
+        return f"- {head}: INCOMPLETE ({n} finished seeds): no conclusion yet."
+    pd = r["paired_final"]
+    b, d = r["final_accuracy_stats"]["baseline"], r["final_accuracy_stats"]["denoised"]
+    ci = pd["ci95"]
+    verdict = ("the denoiser helps" if ci[0] > 0 else "the denoiser hurts" if ci[1] < 0
+               else "no difference the seeds can resolve")
+    early = r["checkpoint_steps"][0]
+    wins = r["wins_at"].get(str(early), {})
+    return (f"- {head}: final accuracy {b['mean']:.4f} ± {b['sd']:.4f} (baseline) vs {d['mean']:.4f} ± "
+            f"{d['sd']:.4f} (denoised); paired difference {pd['mean']:+.4f}, 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] "
+            f"— {verdict}. At step {early} the denoised run wins {wins.get('denoised_wins')}/{wins.get('seeds')} "
+            f"seeds.")
+
+
+def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict, command: str,
+           regime: dict | None) -> str:
+    lines = ["# Reports: what RMT denoising is worth in minidp (issue 13)", "",
+             "Generated by `" + command + " --report-only` from the finished runs (and `scripts/regime_map.py` for "
+             "the regime map). Numbers here are measured; settings with fewer than 3 finished seeds per arm "
+             "are marked INCOMPLETE and no conclusion is drawn from them.", ""]
+    if plan.get("why"):
+        lines += ["## Where the study runs, and why", "", plan["why"], ""]
+    if regime:
+        lines += ["## Regime map", "", f"[regime_map.md](regime_map.md) · ![regime map](regime_map.png)", ""]
+        lines += regime_findings(regime) + [""]
+        lines += ["Spectrum figures: [denoiser acts](spectrum_acts.png) · [denoiser keeps nothing]"
+                  "(spectrum_idle.png)", ""]
+    lines += ["## Training study", "", f"Learning rate: [study_lr.md](study_lr.md) — chosen "
+              f"{lr_rec.get('lr') if lr_rec.get('lr') is not None else 'not yet'} on a validation split of the "
+              f"training data.", ""]
+    for name, r in settings.items():
+        lines.append(finding(r) + f" ([study_{name}.md](study_{name}.md), ![](study_{name}.png))")
+    lines += ["", "Ablations and overhead: [study_ablations.md](study_ablations.md)", "",
+              "## Cost", "",
+              f"Runs finished {cost['finished']} of {cost['planned']} planned; CPU time of all attempts so far "
+              f"{cost['cpu_hours']:.2f} h, wall time {cost['wall_hours']:.2f} h (RUNS_DIR/ledger.jsonl).", ""]
+    return "\n".join(lines)
+
+
+def regime_findings(regime: dict) -> list[str]:
+    """Per (ε, B): the largest top/edge at each trajectory step and the matrices kept at κ = 1.02."""
+    k = f"{regime['main_kappa']:g}"
+    out = ["| ε | B | " + " | ".join(f"step {p}: max top/edge, matrices kept" for p in regime["points"]) + " |",
+           "|---|---|" + "---|" * len(regime["points"])]
+    for eps in regime["epsilons"]:
+        for b in regime["batch_sizes"]:
+            cells = []
+            for p in regime["points"]:
+                c = next(c for c in regime["cells"] if c["epsilon"] == eps and c["batch_size"] == b
+                         and c["point"] == p)
+                cells.append(f"{c['max_top_over_edge']:.2f}, {c['matrices_kept'][k]}")
+            out.append(f"| {eps:g} | {b} | " + " | ".join(cells) + " |")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str, runs: list, lr_record: dict):
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    ledger = read_jsonl(runs_dir / "ledger.jsonl")
+    loaded = [load_run(spec, ledger) for spec in runs]
+    written = []
+    plan = {**plan, "variables": {**plan["variables"], "lr": lr_record.get("lr")}}
+    lr_runs = [r for r, spec in zip(loaded, runs) if spec.phase == "lr_search"]
+    study_runs = [r for r, spec in zip(loaded, runs) if spec.phase != "lr_search"]
+    if lr_runs:
+        (reports_dir / "study_lr.json").write_text(json.dumps({**lr_record, "command": command, "runs": [
+            {k: r[k] for k in ("name", "finished", "final_accuracy", "wall_seconds", "cpu_seconds", "command")}
+            for r in lr_runs]}, indent=1) + "\n")
+        (reports_dir / "study_lr.md").write_text(lr_markdown(lr_record, lr_runs, command))
+        written += [reports_dir / "study_lr.json", reports_dir / "study_lr.md"]
+    settings = {}
+    for setting in dict.fromkeys(r["setting"] for r in study_runs):
+        runs_here = [r for r in study_runs if r["setting"] == setting]
+        if not any(r["finished"] for r in runs_here):
+            continue
+        report = compare_setting(setting, plan, runs_here, command)
+        settings[setting] = report
+        name = f"study_{setting}"
+        (reports_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (reports_dir / f"{name}.md").write_text(setting_markdown(report, name))
+        written += [reports_dir / f"{name}.json", reports_dir / f"{name}.md"]
+        png = plot_setting(report, reports_dir / f"{name}.png")
+        written += [png] if png else []
+    ablations = ablation_report(plan, settings, command)
+    (reports_dir / "study_ablations.json").write_text(json.dumps(ablations, indent=1) + "\n")
+    (reports_dir / "study_ablations.md").write_text(ablation_markdown(ablations))
+    written += [reports_dir / "study_ablations.json", reports_dir / "study_ablations.md"]
+    png = plot_ablations(ablations, reports_dir / "study_ablations.png")
+    written += [png] if png else []
+    cost = {"planned": len(loaded), "finished": sum(r["finished"] for r in loaded),
+            "cpu_hours": sum(r.get("cpu_seconds", 0.0) for r in ledger) / 3600,
+            "wall_hours": sum(r.get("wall_seconds", 0.0) for r in ledger) / 3600}
+    regime = None
+    try:
+        regime = json.loads((reports_dir / "regime_map.json").read_text())
+    except (OSError, ValueError):
+        pass
+    (reports_dir / "README.md").write_text(readme(plan, settings, ablations, lr_record, cost, command, regime))
+    written.append(reports_dir / "README.md")
+    return written

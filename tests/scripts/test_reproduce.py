@@ -1,0 +1,123 @@
+"""scripts/reproduce.py on the tiny random BERT: it runs the plan in order, skips finished runs, resumes a
+partial one, restarts one without a checkpoint, and writes the report JSON with the required keys."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import write_tiny_bert, write_tiny_tsv
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+REQUIRED = {"task", "model", "epsilon", "seeds", "batch_size", "steps_to_90", "steps_to_95", "accuracy_at",
+            "final_accuracy", "command"}
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPTS / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reproduce"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_plan(tmp: Path) -> Path:
+    model = write_tiny_bert(tmp / "model")
+    train = write_tiny_tsv(tmp / "train.tsv", 64, seed=1)
+    dev = write_tiny_tsv(tmp / "dev.tsv", 24, seed=2)
+    plan = {
+        "variables": {"model": str(model), "train": str(train), "dev": str(dev), "steps": 2, "accountant": "rdp"},
+        "common": ["--model", "{model}", "--max-length", "16", "--batch-size", "8", "--max-physical-batch", "8",
+                   "--clip", "1.0", "--eval-every", "1", "--checkpoint-every", "1", "--diagnostics",
+                   "--no-save-model", "--no-progress"],
+        "lr_search": {"setting": "val", "arm": "baseline", "lrs": [0.001, 0.01], "seed": 0},
+        "settings": {
+            "val": {"task": "sst2", "epsilon": 3, "flags": ["--task", "sst2", "--train-file", "{train}",
+                                                             "--eval-fraction", "0.25", "--epsilon", "3",
+                                                             "--steps", "{steps}"]},
+            "tiny_eps3": {"task": "sst2", "epsilon": 3, "flags": ["--task", "sst2", "--train-file", "{train}",
+                                                                   "--eval-file", "{dev}", "--epsilon", "3",
+                                                                   "--steps", "{steps}", "--lr", "{lr}"]}},
+        "arms": {"baseline": {"flags": ["--denoise", "none"], "role": "baseline"},
+                 "rmt": {"flags": ["--denoise", "rmt", "--kappa", "1.02", "--norm-correction", "noisy"],
+                         "role": "denoised"},
+                 "peer": {"runner": "opacus", "flags": [], "role": "peer"}},
+        "phases": [{"name": "main", "settings": ["tiny_eps3"], "arms": ["baseline", "rmt"], "seeds": [0]}],
+    }
+    path = tmp / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def ledger(runs: Path) -> list[dict]:
+    return [json.loads(line) for line in (runs / "ledger.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def study(reproduce, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    plan, runs, reports = tiny_plan(tmp), tmp / "runs", tmp / "reports"
+    argv = ["--runs-dir", str(runs), "--plan", str(plan), "--reports", str(reports)]
+    assert reproduce.main(argv) == 0
+    return reproduce, argv, runs, reports
+
+
+def test_runs_in_order_and_finishes(study):
+    _, _, runs, _ = study
+    rows = ledger(runs)
+    assert [r["run"] for r in rows] == ["val/baseline_lr0.001/seed0", "val/baseline_lr0.01/seed0",
+                                        "tiny_eps3/baseline/seed0", "tiny_eps3/rmt/seed0"]
+    assert all(r["rc"] == 0 and r["finished"] and r["action"] == "fresh" for r in rows)
+    config = json.loads((runs / "tiny_eps3" / "rmt" / "seed0" / "config.json").read_text())
+    assert config["run"]["seed"] == 0 and config["denoise"]["kappa"] == 1.02
+    lr = json.loads((runs / "tiny_eps3" / "baseline" / "seed0" / "config.json").read_text())["optim"]["lr"]
+    assert lr in (0.001, 0.01)  # the searched value, filled into {lr}
+
+
+def test_report_json_keys(study):
+    _, _, _, reports = study
+    data = json.loads((reports / "study_tiny_eps3.json").read_text())
+    assert REQUIRED <= set(data)
+    assert set(data["final_accuracy"]) >= {"baseline", "denoised"}
+    assert len(data["final_accuracy"]["baseline"]) == 1 and data["incomplete"] is True  # 1 seed < 3
+    assert "INCOMPLETE" in (reports / "README.md").read_text()
+    assert "reproduce.py" in data["command"]
+    for name in ("study_tiny_eps3.md", "study_tiny_eps3.png", "study_lr.md", "study_lr.json",
+                 "study_ablations.json"):
+        assert (reports / name).exists(), name
+    lr = json.loads((reports / "study_lr.json").read_text())
+    assert lr["lr"] in (0.001, 0.01) and len(lr["runs"]) == 2
+
+
+def test_skips_resumes_and_restarts(study):
+    reproduce, argv, runs, reports = study
+    n = len(ledger(runs))
+    assert reproduce.main(argv) == 0
+    assert len(ledger(runs)) == n  # everything finished: nothing ran
+    # a run killed after a checkpoint (summary missing, checkpoint present) is resumed
+    (runs / "tiny_eps3" / "rmt" / "seed0" / "summary.json").unlink()
+    # a run that died before its first checkpoint is started again with --overwrite
+    partial = runs / "tiny_eps3" / "baseline" / "seed0"
+    shutil.rmtree(partial / "checkpoint")
+    (partial / "summary.json").unlink()
+    assert reproduce.main(argv) == 0
+    new = ledger(runs)[n:]
+    actions = {r["run"]: r["action"] for r in new}
+    assert actions == {"tiny_eps3/baseline/seed0": "overwrite", "tiny_eps3/rmt/seed0": "resume"}
+    assert all(r["rc"] == 0 and r["finished"] for r in new)
+
+
+def test_report_only_and_dry_run(study, capsys):
+    reproduce, argv, runs, reports = study
+    (reports / "README.md").unlink()
+    n = len(ledger(runs))
+    assert reproduce.main(argv + ["--report-only"]) == 0
+    assert (reports / "README.md").exists() and len(ledger(runs)) == n
+    assert reproduce.main(argv + ["--dry-run"]) == 0
+    assert "finished" in capsys.readouterr().out

@@ -81,15 +81,23 @@ def marchenko_pastur_singular_density(x, *, m: int, n: int, noise_std: float):
     return density
 
 
-def plot_spectrum(singular_values, *, m: int, n: int, noise_std: float, kappa: float, path, title: str = "") -> Path:
+def plot_spectrum(values, *, noise_std: float, kappa: float, path, m: int | None = None, n: int | None = None,
+                  title: str = "") -> Path:
     """Write the teaching figure of one released gradient matrix to ``path`` and return the path.
 
-    Histogram of its singular values (``singular_values``: (min(m, n),)), the Marchenko–Pastur density of pure
-    noise of std ``noise_std`` (s = σC/B), the bulk edge s(√m + √n), the RMT threshold κ·edge, and the
-    spikes above the threshold (the components the denoiser keeps) marked.
+    ``values``: the released m×n matrix itself (numpy or cupy; its singular values are computed here), or its
+    singular values (min(m, n),) with ``m`` and ``n`` given. Draws the histogram of the singular values, the
+    Marchenko–Pastur density of pure noise of std ``noise_std`` (s = σC/B), the bulk edge s(√m + √n), the
+    RMT threshold κ·edge, and marks the spikes above the threshold (the components the denoiser keeps).
     """
     plt = _pyplot()
-    lam = np.sort(np.asarray(to_host(singular_values), dtype=np.float64))[::-1]
+    values = np.asarray(to_host(values), dtype=np.float64)
+    if values.ndim == 2:
+        m, n = values.shape
+        values = np.linalg.svd(values, compute_uv=False)  # (min(m, n),)
+    if m is None or n is None:
+        raise ConfigError("plot_spectrum: give the matrix, or its singular values with m and n")
+    lam = np.sort(values)[::-1]
     edge = noise_std * (math.sqrt(m) + math.sqrt(n))
     threshold = kappa * edge
     kept = lam[lam > threshold]

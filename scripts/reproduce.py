@@ -36,8 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
+for path in (SCRIPTS, ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 import study_report  # noqa: E402
 

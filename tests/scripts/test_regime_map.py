@@ -82,3 +82,11 @@ def test_probe_detects_a_planted_spike(regime_map):
     assert cell["alignment_non_private"]["noisy"]["gain"] > 0.1
     quiet = regime_map.probe({"w.weight": np.zeros((m, n))}, batch, z, sigma, clip, ["w.weight"])
     assert quiet["per_matrix"]["w.weight"]["kept"]["1.1"] == 0
+
+
+def test_replot_from_json(regime_map, result, tmp_path):
+    data, out = result
+    assert data["cpu_seconds"] > 0
+    code = regime_map.main(["--replot", str(out / "regime_map.json"), "--out", str(tmp_path), "--no-plots"])
+    assert code == 0
+    assert (tmp_path / "regime_map.md").read_text() == (out / "regime_map.md").read_text()

@@ -67,7 +67,7 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
     except (OSError, ValueError):
         pass
     rows = read_jsonl(path / "metrics.jsonl") + read_jsonl(path / "metrics_nonprivate.jsonl")
-    curve, step_seconds, gains, cos_noisy = {}, {}, {}, {}
+    curve, step_seconds, gains, cos_noisy, kept = {}, {}, {}, {}, {}
     final = None
     for row in rows:
         step = row.get("step")
@@ -76,6 +76,8 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
                 final = (step, row["eval"].get("accuracy"))
             else:
                 curve[step] = row["eval"].get("accuracy")
+        if "denoise_kept_total" in row:
+            kept[step] = row["denoise_kept_total"]
         if "seconds" in row:
             step_seconds[step] = row["seconds"]
         diag = row.get("diagnostics_non_private")
@@ -93,6 +95,7 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
         "step_seconds_mean": float(np.mean(list(step_seconds.values()))) if step_seconds else None,
         "steps_logged": len(step_seconds),
         "gain": dict(sorted((int(k), v) for k, v in gains.items() if v is not None)),
+        "kept": dict(sorted((int(k), int(v)) for k, v in kept.items())),
         "wall_seconds": float(sum(r.get("wall_seconds", 0.0) for r in attempts)),
         "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in attempts)),
         "attempts": len(attempts), "command": attempts[-1]["command"] if attempts else None,
@@ -166,6 +169,7 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
         "final_accuracy_stats": {}, "wins_at": {}, "paired_final": None, "paired_at": {},
         "mean_curve": {}, "gain_curve_non_private": {}, "step_seconds": {}, "wall_seconds": {},
+        "denoiser_activity": {},
         "command": command, "run_commands": {r["name"]: r["command"] for rs in arms.values() for r in rs},
         "noise_reproducible_from_seed": True,
         "machine": machine(), "load_at_start": {r["name"]: r["load"] for rs in arms.values() for r in rs},
@@ -185,6 +189,14 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         if gsteps and arm != "baseline":
             report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
         report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
+        if any(r["kept"] for r in rs):
+            active = [[s for s, k in r["kept"].items() if k > 0] for r in rs]
+            report["denoiser_activity"][key] = {
+                "steps_with_kept": [len(a) for a in active], "last_step_with_kept": [max(a) if a else None
+                                                                                    for a in active],
+                "kept_total": [int(sum(r["kept"].values())) for r in rs],
+                "mean_kept_per_step": {str(s): float(np.mean([r["kept"].get(s, 0) for r in rs]))
+                                       for s in sorted({s for r in rs for s in r["kept"]})}}
         report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
     for key in ("baseline", "denoised"):
         report["steps_to_90"].setdefault(key, [])
@@ -255,6 +267,11 @@ def setting_markdown(r: dict, name: str) -> str:
                      f"{', '.join(fmt(v) for v in r['final_accuracy'][arm])} | "
                      f"{fmt_stats(r['step_seconds'].get(arm, {}))} | "
                      f"{', '.join(f'{w:.0f}' for w in r['wall_seconds'].get(arm, []))} |")
+    if r["denoiser_activity"]:
+        lines += ["", "What the denoiser did (release-safe counts from metrics.jsonl):", ""]
+        for arm, a in r["denoiser_activity"].items():
+            lines.append(f"- {arm}: kept components in {a['steps_with_kept']} of {r['planned_steps']} steps per seed "
+                         f"(last at step {a['last_step_with_kept']}); components kept in total {a['kept_total']}")
     lines += ["", f"Paired difference denoised − baseline at the end: {fmt_ci(r['paired_final'])}", "",
               "## Accuracy at fixed steps (mean over seeds; denoised wins / paired seeds)", "",
               "| step | " + " | ".join(arms) + " | denoised wins | paired diff [95% CI] |",
@@ -286,7 +303,13 @@ def plot_setting(r: dict, path: Path) -> Path | None:
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+    for arm, a in r["denoiser_activity"].items():
+        steps = [int(s) for s in a["mean_kept_per_step"]]
+        axes[2].plot(steps, [a["mean_kept_per_step"][str(s)] for s in steps], drawstyle="steps-mid", label=arm)
+    axes[2].set(title="singular components kept per step (mean over seeds)", xlabel="step")
+    if r["denoiser_activity"]:
+        axes[2].legend(fontsize=7)
     for arm, curve in r["mean_curve"].items():
         steps = [int(s) for s in curve]
         mean = np.array([curve[str(s)]["mean"] for s in steps])

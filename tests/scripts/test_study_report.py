@@ -1,0 +1,76 @@
+"""scripts/study_report.py: the statistics of a setting report, on synthetic curves (no training)."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def rep():
+    spec = importlib.util.spec_from_file_location("study_report", SCRIPTS / "study_report.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["study_report"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(arm, seed, curve, kept=None):
+    return {"name": f"s/{arm}/seed{seed}", "setting": "s", "arm": arm, "seed": seed, "role": arm, "path": "",
+            "finished": True, "summary": {"steps": max(curve), "expected_batch_size": 1024, "noise_multiplier": 0.7,
+                                          "delta": 1e-6, "epsilon": 3.0},
+            "curve": curve, "final_accuracy": curve[max(curve)], "step_seconds_mean": 20.0 + (arm == "rmt"),
+            "steps_logged": max(curve), "gain": {}, "kept": kept or {}, "wall_seconds": 100.0, "cpu_seconds": 90.0,
+            "attempts": 1, "command": ["python"], "load": [1.0]}
+
+
+PLAN = {"settings": {"s": {"task": "sst2", "epsilon": 3}}, "variables": {"model": "m", "batch": 1024, "lr": 1e-3}}
+
+
+def test_paired_interval(rep):
+    out = rep.paired({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.81, 1: 0.84, 2: 0.81})
+    diffs = [0.01, 0.02, 0.0]
+    assert out["differences"] == pytest.approx(diffs)
+    sd = math.sqrt(sum((d - 0.01) ** 2 for d in diffs) / 2)
+    half = 4.303 * sd / math.sqrt(3)
+    assert out["mean"] == pytest.approx(0.01) and out["ci95"] == pytest.approx([0.01 - half, 0.01 + half])
+    assert rep.paired({0: 0.8}, {0: 0.9})["ci95"] is None  # one pair: no interval
+
+
+def test_steps_to_threshold(rep):
+    curve = {5: 0.5, 10: 0.7, 15: 0.85, 20: 0.84}
+    assert rep.steps_to(curve, 0.9 * 0.85) == 15 and rep.steps_to(curve, 0.6) == 10 and rep.steps_to(curve, 0.9) is None
+
+
+def test_compare_setting(rep):
+    runs = [fake_run("baseline", s, {25: 0.70 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
+    runs += [fake_run("rmt", s, {25: 0.75 + 0.01 * s, 50: 0.79 + 0.01 * s}, kept={1: 2, 2: 0, 3: 1}) for s in range(3)]
+    r = rep.compare_setting("s", PLAN, runs, "python scripts/reproduce.py --runs-dir X")
+    assert r["incomplete"] is False and r["seeds"] == {"baseline": [0, 1, 2], "rmt": [0, 1, 2]}
+    assert r["best_baseline_accuracy"] == pytest.approx(0.81)
+    assert r["accuracy_at"]["denoised"]["25"] == pytest.approx([0.75, 0.76, 0.77])
+    assert r["wins_at"]["25"] == {"denoised_wins": 3, "ties": 0, "seeds": 3}
+    assert r["wins_at"]["50"]["denoised_wins"] == 0
+    assert r["paired_final"]["mean"] == pytest.approx(-0.01)
+    assert r["steps_to_90"]["baseline"] == [50, 50, 50] and r["steps_to_90"]["denoised"] == [25, 25, 25]
+    assert r["steps_to_95"]["denoised"] == [50, 50, 25]  # 0.95 × 0.81 = 0.7695
+    assert r["denoiser_activity"]["denoised"]["steps_with_kept"] == [2, 2, 2]
+    assert "help" not in rep.finding(r) and "no difference" not in rep.finding(r)  # CI excludes 0: hurts
+    assert "hurts" in rep.finding(r)
+    short = rep.compare_setting("s", PLAN, runs[:2] + runs[3:], "cmd")
+    assert short["incomplete"] is True and "INCOMPLETE" in rep.finding(short)
+
+
+def test_status_table_marks_unfinished(rep):
+    loaded = [fake_run("baseline", 0, {50: 0.8}), {**fake_run("rmt", 0, {50: 0.8}), "finished": False,
+                                                   "steps_logged": 12}]
+    runs = [SimpleNamespace(phase="main", setting="s", arm="baseline"), SimpleNamespace(phase="main", setting="s",
+                                                                                       arm="rmt")]
+    table = "\n".join(rep.status_table(loaded, runs))
+    assert "| main | s | baseline | 1 / 1 | — |" in table and "seed0 (12)" in table

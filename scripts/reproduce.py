@@ -15,8 +15,8 @@ subprocess, `python -m minidp.cli train ... --out RUNS_DIR/<setting>/<arm>/seed<
 
 so the study can be stopped at any moment (SIGTERM/SIGINT are passed to the running child, which
 checkpoints) and restarted with the same command. One study process at a time (RUNS_DIR/.study.lock).
-First comes the learning-rate search on a validation split carved from the training data; the runs that use
-{lr} wait for it. RUNS_DIR/ledger.jsonl records every attempt (action, exit status, wall and CPU seconds,
+First comes the search (learning rate, and any other variable a candidate sets, e.g. the trainable parameters)
+on a validation split carved from the training data; the runs that use its {placeholders} wait for it. RUNS_DIR/ledger.jsonl records every attempt (action, exit status, wall and CPU seconds,
 load); after every run the reports are regenerated from the finished runs (scripts/study_report.py).
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ class RunSpec:
     arm: str
     seed: int
     path: Path
-    flags: list  # may still hold "{lr}" until the learning-rate search is done
+    flags: list  # may still hold "{lr}" (etc.) until the search is done
     runner: str = "minidp"
     role: str = "baseline"
     meta: dict = field(default_factory=dict)
@@ -98,13 +98,19 @@ def load_plan(path, overrides: list[str]) -> dict:
 
 
 def fill(flags: list, variables: dict) -> list[str]:
-    """Format every flag with the variables; a flag naming a missing variable stays as it is."""
+    """Format every flag with the variables (nested names too); a flag naming a missing variable stays as it is."""
     out = []
     for flag in flags:
-        try:
-            out.append(str(flag).format(**variables))
-        except KeyError:
-            out.append(str(flag))
+        text = str(flag)
+        for _ in range(3):  # a variable may name another ("{trainable}" -> "{top1}" -> the names)
+            try:
+                filled = text.format(**variables)
+            except KeyError:
+                break
+            if filled == text:
+                break
+            text = filled
+        out.append(text)
     return out
 
 
@@ -114,30 +120,43 @@ def accountant_flags(variables: dict) -> list[str]:
     return [] if accountant == "rdp" else ["--accountant", accountant]
 
 
+def search_candidates(search: dict) -> list[dict]:
+    """The search's candidates as variable dicts: {"lr": ...} from "lrs", or the "candidates" as written
+    (each may also set other variables, e.g. "trainable", and a "tag" naming it)."""
+    return [{"lr": lr} for lr in search.get("lrs", [])] + [dict(c) for c in search.get("candidates", [])]
+
+
+def candidate_label(candidate: dict) -> str:
+    tag = candidate.get("tag")
+    return (f"{tag}_" if tag else "") + f"lr{candidate['lr']:g}"
+
+
 def lr_search_runs(plan: dict, runs_dir: Path) -> list[RunSpec]:
     search = plan.get("lr_search")
     if not search:
         return []
     setting, arm = plan["settings"][search["setting"]], plan["arms"][search["arm"]]
     runs = []
-    for lr in search["lrs"]:
-        variables = {**plan["variables"], "lr": lr}
+    for candidate in search_candidates(search):
+        variables = {**plan["variables"], **{k: v for k, v in candidate.items() if k != "tag"}}
         flags = fill(plan["common"] + setting["flags"] + arm["flags"] + ["--lr", "{lr}"], variables)
         flags += accountant_flags(variables)
-        runs.append(RunSpec(phase="lr_search", setting=search["setting"], arm=f"{search['arm']}_lr{lr:g}",
-                            seed=int(search["seed"]), path=runs_dir / search["setting"] / f"{search['arm']}_lr{lr:g}"
+        label = candidate_label(candidate)
+        runs.append(RunSpec(phase="lr_search", setting=search["setting"], arm=f"{search['arm']}_{label}",
+                            seed=int(search["seed"]), path=runs_dir / search["setting"] / f"{search['arm']}_{label}"
                             / f"seed{search['seed']}", flags=flags, runner=arm.get("runner", "minidp"),
-                            role="lr_search", meta={"lr": lr, "task": setting["task"],
+                            role="lr_search", meta={"candidate": candidate, "task": setting["task"],
                                                     "epsilon": setting["epsilon"]}))
     return runs
 
 
-def planned_runs(plan: dict, runs_dir: Path, lr) -> list[RunSpec]:
-    """Every run of the plan in priority order: the learning-rate search, then the phases."""
+def planned_runs(plan: dict, runs_dir: Path, chosen: dict | None) -> list[RunSpec]:
+    """Every run of the plan in priority order: the search, then the phases (``chosen``: the search's winner,
+    whose variables, e.g. {lr}, fill the later runs' flags; None leaves them waiting)."""
     runs = lr_search_runs(plan, runs_dir)
     variables = dict(plan["variables"])
-    if lr is not None:
-        variables["lr"] = lr
+    if chosen is not None:
+        variables.update({k: v for k, v in chosen.items() if k != "tag"})
     seen = {r.name for r in runs}
     for phase in plan["phases"]:
         for seed in phase["seeds"]:
@@ -157,19 +176,31 @@ def planned_runs(plan: dict, runs_dir: Path, lr) -> list[RunSpec]:
     return runs
 
 
-def chosen_lr(plan: dict, runs_dir: Path) -> tuple[float | None, dict]:
-    """The learning rate with the best final validation accuracy once every search run has finished."""
-    results = {}
+def chosen_lr(plan: dict, runs_dir: Path) -> tuple[dict | None, dict]:
+    """The search candidate with the best final validation accuracy, once every search run has finished.
+
+    Returns (the candidate's variables, e.g. {"lr": 0.001, "trainable": "classifier"}, or None; the record).
+    """
+    results = []
     for spec in lr_search_runs(plan, runs_dir):
         summary = read_summary(spec.path)
-        results[spec.meta["lr"]] = None if summary is None else (summary.get("final_eval") or {}).get("accuracy")
-    record = {"validation_accuracy": {f"{k:g}": v for k, v in results.items()}, "lr": None}
-    if not results or any(v is None for v in results.values()):
+        accuracy = None if summary is None else (summary.get("final_eval") or {}).get("accuracy")
+        results.append((spec.meta["candidate"], accuracy))
+    record = {"validation_accuracy": {candidate_label(c): a for c, a in results}, "lr": None, "chosen": None}
+    if not results or any(a is None for _, a in results):
         return None, record
-    best = max(results.values())
-    record["lr"] = min(lr for lr, acc in results.items() if acc == best)  # ties: the smaller step size
-    record["rule"] = "highest final validation accuracy (ties: the smaller learning rate)"
-    return record["lr"], record
+    best = max(a for _, a in results)
+    # ties: the smaller learning rate, then the earlier candidate
+    winner = min((c for c, a in results if a == best), key=lambda c: c["lr"])
+    record.update(lr=winner["lr"], chosen={k: v for k, v in winner.items() if k != "tag"},
+                  chosen_label=candidate_label(winner),
+                  rule="highest final validation accuracy (ties: the smaller learning rate)")
+    return record["chosen"], record
+
+
+def unresolved(spec: RunSpec) -> bool:
+    """True while a flag still holds a {placeholder} (it waits for the search)."""
+    return any("{" in f and "}" in f for f in spec.flags)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -305,12 +336,12 @@ def main(argv=None) -> int:
             if args.dry_run:
                 for r in runs:
                     act = action_for(r)
-                    blocked = any("{lr}" in f for f in r.flags)
+                    blocked = unresolved(r)
                     print(f"{r.phase:>14}  {r.name:<40} {act:<9}" + ("  (waits for the lr search)" if blocked else
                                                                     "  " + " ".join(command_for(r, act, "python"))
                                                                     if act != "finished" else ""))
                 return 0
-            ready = [r for r in pending if not any("{lr}" in f for f in r.flags)
+            ready = [r for r in pending if not unresolved(r)
                      and not (r.path / "FAILED").exists() and (r.runner == "minidp" or RUNNERS[r.runner].exists())]
             if not ready or (args.max_runs is not None and started >= args.max_runs) or interrupt.signum:
                 break

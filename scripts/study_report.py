@@ -161,7 +161,8 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
                                                                         plan["variables"].get("batch")),
         "planned_steps": planned_steps, "noise_multiplier": first.get("noise_multiplier"),
         "delta": first.get("delta"), "epsilon_spent": first.get("epsilon"),
-        "lr": plan["variables"].get("lr"), "accountant": plan["variables"].get("accountant", "rdp"),
+        "lr": plan["variables"].get("lr"), "trainable": plan["variables"].get("trainable"),
+        "accountant": plan["variables"].get("accountant", "rdp"),
         "seeds": {arm: sorted(r["seed"] for r in rs) for arm, rs in finished.items()},
         "seeds_started": {arm: sorted(r["seed"] for r in rs) for arm, rs in arms.items()},
         "incomplete": len(base) < MIN_SEEDS or len(den) < MIN_SEEDS,
@@ -255,7 +256,7 @@ def setting_markdown(r: dict, name: str) -> str:
              f"Command (regenerates this report from finished runs): `{r['command']} --report-only`  ",
              f"Model: {r['model']}; expected batch {r['batch_size']}; {r['planned_steps']} steps; σ = "
              f"{fmt(r['noise_multiplier'])}; δ = {fmt(r['delta'], 3)}; ε spent {fmt(r['epsilon_spent'], 3)} "
-             f"({r['accountant']}); lr {r['lr']}. Noise, batches and dropout are reproducible from each run's "
+             f"({r['accountant']}); lr {r['lr']}; trainable {r['trainable']}. Noise, batches and dropout are reproducible from each run's "
              f"--seed.  ",
              f"Machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}).  ",
              f"Finished seeds: {r['seeds']}; started: {r['seeds_started']}.", ""]
@@ -413,7 +414,7 @@ def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
     lines = ["# Study: learning-rate search (validation split carved from the training data)", "",
              f"Command: `{command} --report-only`  ",
              f"Rule: {rec.get('rule', 'highest final validation accuracy')}. Chosen: "
-             f"{rec.get('lr') if rec.get('lr') is not None else 'not yet (runs unfinished)'}.", "",
+             f"{rec.get('chosen') if rec.get('chosen') is not None else 'not yet (runs unfinished)'}.", "",
              "| run | finished | final validation accuracy | wall s |", "|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['name']} | {r['finished']} | {fmt(r['final_accuracy'])} | {r['wall_seconds']:.0f} |")
@@ -465,9 +466,9 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
         lines += regime_findings(regime) + [""]
         lines += ["Spectrum figures: [denoiser acts](spectrum_acts.png) · [denoiser keeps nothing]"
                   "(spectrum_idle.png)", ""]
-    lines += ["## Training study", "", f"Learning rate: [study_lr.md](study_lr.md) — chosen "
-              f"{lr_rec.get('lr') if lr_rec.get('lr') is not None else 'not yet'} on a validation split of the "
-              f"training data.", ""]
+    lines += ["## Training study", "", f"Learning rate (and trainable set): [study_lr.md](study_lr.md) — chosen "
+              f"{lr_rec.get('chosen') if lr_rec.get('chosen') is not None else 'not yet'} on a validation split "
+              f"of the training data.", ""]
     for name, r in settings.items():
         lines.append(finding(r) + f" ([study_{name}.md](study_{name}.md), ![](study_{name}.png))")
     if status:
@@ -501,7 +502,7 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
     ledger = read_jsonl(runs_dir / "ledger.jsonl")
     loaded = [load_run(spec, ledger) for spec in runs]
     written = []
-    plan = {**plan, "variables": {**plan["variables"], "lr": lr_record.get("lr")}}
+    plan = {**plan, "variables": {**plan["variables"], "lr": lr_record.get("lr"), **(lr_record.get("chosen") or {})}}
     lr_runs = [r for r, spec in zip(loaded, runs) if spec.phase == "lr_search"]
     study_runs = [r for r, spec in zip(loaded, runs) if spec.phase != "lr_search"]
     if lr_runs:

@@ -300,7 +300,9 @@ def markdown(result: dict, name: str) -> str:
              f"Trajectory: plain DP-AdamW, B = {result['trajectory']['batch_size']}, "
              f"ε = {result['trajectory']['epsilon']:g} over {result['trajectory']['planned_steps']} planned steps "
              f"(σ = {result['trajectory']['sigma']:.3f}), lr {result['trajectory']['lr']:g} with linear decay; "
-             f"maps taken at steps {result['points']}.", "",
+             f"maps taken at steps {result['points']}.  ",
+             "Trajectory training loss (NON-PRIVATE, mean of the 10 steps before each point): " + ", ".join(
+                 f"step {p}: {trajectory_loss(result, p)}" for p in result["points"]) + ".", "",
              "Each cell: one Poisson batch at expected size B, one noise draw, the map of every weight matrix "
              f"({len(result['matrices'])} of them). *top/edge* is the released matrix's top singular value over the "
              f"bulk edge s(√m+√n); *kept@κ* counts components above κ·edge (all matrices); *BBP* counts matrices "
@@ -338,6 +340,11 @@ def markdown(result: dict, name: str) -> str:
                                                                if "idle" in result["spectra"] else ""))
     lines += ["", f"JSON twin: `{name}.json` (every cell, every matrix).", ""]
     return "\n".join(lines)
+
+
+def trajectory_loss(result: dict, point: int) -> str:
+    rows = [r["loss_non_private"] for r in result["trajectory"]["rows"] if point - 10 < r["step"] <= point]
+    return f"{np.mean(rows):.3f}" if rows else "— (pretrained, fresh head)"
 
 
 def fmt(x):

@@ -461,6 +461,8 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
              "are marked INCOMPLETE and no conclusion is drawn from them.", ""]
     if plan.get("why"):
         lines += ["## Where the study runs, and why", "", plan["why"], ""]
+    if plan.get("caveats"):
+        lines += ["## Caveats", ""] + [f"- {c}" for c in plan["caveats"]] + [""]
     if regime:
         lines += ["## Regime map", "", f"[regime_map.md](regime_map.md) · ![regime map](regime_map.png)", ""]
         lines += regime_findings(regime) + [""]

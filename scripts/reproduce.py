@@ -190,12 +190,23 @@ def chosen_lr(plan: dict, runs_dir: Path) -> tuple[dict | None, dict]:
     if not results or any(a is None for _, a in results):
         return None, record
     best = max(a for _, a in results)
+    floor = search_floor(plan)
+    if floor is not None and best < floor:  # nothing learns: do not spend the budget comparing two flat lines
+        record["blocked"] = (f"no candidate reached the validation accuracy floor {floor:g} (best {best:.4f}); "
+                             f"the later runs wait for a search that learns (add candidates to the plan)")
+        return None, record
     # ties: the smaller learning rate, then the earlier candidate
     winner = min((c for c, a in results if a == best), key=lambda c: c["lr"])
     record.update(lr=winner["lr"], chosen={k: v for k, v in winner.items() if k != "tag"},
                   chosen_label=candidate_label(winner),
                   rule="highest final validation accuracy (ties: the smaller learning rate)")
     return record["chosen"], record
+
+
+def search_floor(plan: dict):
+    """The search's ``min_accuracy``: the winner must reach it (e.g. a margin over the majority class)."""
+    value = (plan.get("lr_search") or {}).get("min_accuracy")
+    return None if value is None else float(value)
 
 
 def unresolved(spec: RunSpec) -> bool:

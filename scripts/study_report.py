@@ -414,7 +414,8 @@ def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
     lines = ["# Study: learning-rate search (validation split carved from the training data)", "",
              f"Command: `{command} --report-only`  ",
              f"Rule: {rec.get('rule', 'highest final validation accuracy')}. Chosen: "
-             f"{rec.get('chosen') if rec.get('chosen') is not None else 'not yet (runs unfinished)'}.", "",
+             f"{rec.get('chosen') if rec.get('chosen') is not None else 'not yet (runs unfinished)'}.",
+             f"{('**Blocked:** ' + rec['blocked']) if rec.get('blocked') else ''}", "",
              "| run | finished | final validation accuracy | wall s |", "|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['name']} | {r['finished']} | {fmt(r['final_accuracy'])} | {r['wall_seconds']:.0f} |")
@@ -470,7 +471,7 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
                   "(spectrum_idle.png)", ""]
     lines += ["## Training study", "", f"Learning rate (and trainable set): [study_lr.md](study_lr.md) — chosen "
               f"{lr_rec.get('chosen') if lr_rec.get('chosen') is not None else 'not yet'} on a validation split "
-              f"of the training data.", ""]
+              f"of the training data." + (f" **Blocked:** {lr_rec['blocked']}." if lr_rec.get("blocked") else ""), ""]
     for name, r in settings.items():
         lines.append(finding(r) + f" ([study_{name}.md](study_{name}.md), ![](study_{name}.png))")
     if status:

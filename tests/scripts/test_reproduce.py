@@ -121,3 +121,24 @@ def test_report_only_and_dry_run(study, capsys):
     assert (reports / "README.md").exists() and len(ledger(runs)) == n
     assert reproduce.main(argv + ["--dry-run"]) == 0
     assert "finished" in capsys.readouterr().out
+
+
+def test_search_floor_blocks_later_runs(reproduce, tmp_path):
+    """A search whose best candidate stays under min_accuracy chooses nothing: the later runs keep waiting."""
+    plan = {"variables": {"steps": 2}, "common": [], "lr_search": {"setting": "v", "arm": "b", "seed": 0,
+                                                                  "candidates": [{"lr": 0.1}, {"lr": 0.2, "steps": 9,
+                                                                                               "tag": "long"}]},
+            "settings": {"v": {"task": "sst2", "epsilon": 3, "flags": ["--steps", "{steps}"]},
+                         "s": {"task": "sst2", "epsilon": 3, "flags": ["--lr", "{lr}", "--steps", "{steps}"]}},
+            "arms": {"b": {"flags": []}}, "phases": [{"name": "p", "settings": ["s"], "arms": ["b"], "seeds": [0]}]}
+    for spec, acc in zip(reproduce.lr_search_runs(plan, tmp_path), (0.55, 0.58)):
+        spec.path.mkdir(parents=True)
+        (spec.path / "summary.json").write_text(json.dumps({"final_eval": {"accuracy": acc}}))
+    chosen, record = reproduce.chosen_lr(plan, tmp_path)
+    assert chosen == {"lr": 0.2, "steps": 9} and record["chosen_label"] == "long_lr0.2"
+    main = reproduce.planned_runs(plan, tmp_path, chosen)[-1]
+    assert main.flags == ["--lr", "0.2", "--steps", "9"] and not reproduce.unresolved(main)
+    plan["lr_search"]["min_accuracy"] = 0.6
+    chosen, record = reproduce.chosen_lr(plan, tmp_path)
+    assert chosen is None and "0.58" in record["blocked"]
+    assert reproduce.unresolved(reproduce.planned_runs(plan, tmp_path, chosen)[-1])

@@ -41,10 +41,11 @@ for path in (SCRIPTS, ROOT):
         sys.path.insert(0, str(path))
 
 import study_report  # noqa: E402
+from minidp.checkpoint import has_checkpoint  # noqa: E402
 
 DEFAULT_PLAN = SCRIPTS / "study_plan.json"
 RUNNERS = {"minidp": None, "opacus": SCRIPTS / "opacus_peer.py"}  # None: `python -m minidp.cli train`
-CHECKPOINT_DIRS = ("checkpoint", "checkpoint.building", "checkpoint.previous")
+INTERRUPTED_OR_OK = (0, 130, 143, -2, -15)  # exit statuses that are not failures (SIGINT / SIGTERM)
 
 
 @dataclass
@@ -228,7 +229,7 @@ def action_for(spec: RunSpec) -> str:
     """finished | resume | overwrite | fresh (see module docstring)."""
     if (spec.path / "summary.json").exists():
         return "finished"
-    if spec.runner == "minidp" and any((spec.path / d).is_dir() for d in CHECKPOINT_DIRS):
+    if spec.runner == "minidp" and has_checkpoint(spec.path):
         return "resume"
     if spec.path.exists() and any(spec.path.iterdir()):
         return "overwrite"
@@ -369,7 +370,7 @@ def main(argv=None) -> int:
                 break
             if rc != 0 and not (spec.path / "summary.json").exists():
                 failures = sum(1 for row in study_report.read_jsonl(runs_dir / "ledger.jsonl")
-                               if row["run"] == spec.name and row["rc"] != 0)
+                               if row["run"] == spec.name and row["rc"] not in INTERRUPTED_OR_OK)
                 if failures >= 2:  # a run that keeps failing is left for a person to look at
                     print(f"study: {spec.name} failed {failures} times; see {spec.path}/study.log", flush=True)
                     (spec.path / "FAILED").write_text(f"failed {failures} times; see study.log\n")

@@ -104,7 +104,8 @@ def test_skips_resumes_and_restarts(study):
     (runs / "tiny_eps3" / "rmt" / "seed0" / "summary.json").unlink()
     # a run that died before its first checkpoint is started again with --overwrite
     partial = runs / "tiny_eps3" / "baseline" / "seed0"
-    shutil.rmtree(partial / "checkpoint")
+    for folder in partial.glob("checkpoint*"):  # checkpoint/, checkpoint.prev/, ...
+        shutil.rmtree(folder)
     (partial / "summary.json").unlink()
     assert reproduce.main(argv) == 0
     new = ledger(runs)[n:]

@@ -414,6 +414,7 @@ class AuditResult:
     denoise: bool
     model: str | None
     canary_param: str | None
+    denoised_steps: int | None           # steps (all runs) where the denoiser kept a direction of canary_param
     seconds: float
 
     @property
@@ -494,7 +495,7 @@ def audit_gaussian(*, epsilon: float | None = None, noise_multiplier: float | No
                        epsilon_rdp=eps["rdp"], epsilon_pld=eps["pld"], delta=delta, confidence=confidence,
                        noise_multiplier=sigma, sample_rate=1.0, steps=1, canaries=runs * canaries, runs=runs,
                        canary_norm=canary_norm, clipping=clip, denoise=False, model=None, canary_param=None,
-                       seconds=time.perf_counter() - start,
+                       denoised_steps=None, seconds=time.perf_counter() - start,
                        **{k: found[k] for k in ("epsilon_lower", "epsilon_lower_one_run",
                                                 "epsilon_lower_clopper_pearson", "guesses", "correct")})
 
@@ -523,8 +524,6 @@ def audit_dpsgd(*, epsilon: float | None = None, noise_multiplier: float | None 
         if int(value) != value or value < low:
             raise ConfigError(f"{name} must be a whole number >= {low}, got {value}")
     start = time.perf_counter()
-    sigma = _noise_multiplier(epsilon, noise_multiplier, delta=delta, sample_rate=sample_rate, steps=steps,
-                              accountant=accountant)
     root = np.random.SeedSequence(seed)
     setup, *run_seeds = root.spawn(runs + 1)
     setup_rng = np.random.default_rng(setup)
@@ -537,9 +536,11 @@ def audit_dpsgd(*, epsilon: float | None = None, noise_multiplier: float | None 
     param, coords, untouched = canary_coordinates(net, param=canary_param, count=canaries, max_length=max_length,
                                                   rng=setup_rng)
     independent = untouched and not (denoise and default_include(param, net.params[param]))
+    sigma = _noise_multiplier(epsilon, noise_multiplier, delta=delta, sample_rate=sample_rate, steps=steps,
+                              accountant=accountant)
     initial = {name: net.params[name].copy() for name in net.params}
     settings = DenoiseSettings() if denoise else None
-    all_scores, all_bits, epsilon_accountant = [], [], math.nan
+    all_scores, all_bits, epsilon_accountant, denoised_steps = [], [], math.nan, 0
     for r, run_seed in enumerate(run_seeds):
         bits_seed, stream_seed = run_seed.spawn(2)
         bits = np.random.default_rng(bits_seed).random(canaries) < 0.5                     # (m,) the secret
@@ -558,6 +559,8 @@ def audit_dpsgd(*, epsilon: float | None = None, noise_multiplier: float | None 
             record = step()
             seen = record.denoised if denoise else record.released            # what the attacker observes
             scores += to_host(seen[param]).ravel()[coords]                    # ⟨g_t, e_j⟩ for every canary
+            if denoise and param in (record.denoise_stats or {}):
+                denoised_steps += record.denoise_stats[param]["kept"] > 0
         all_scores.append(scores)
         all_bits.append(bits)
         epsilon_accountant = step.accountant.get_epsilon_and_order(delta)[0]
@@ -570,6 +573,7 @@ def audit_dpsgd(*, epsilon: float | None = None, noise_multiplier: float | None 
                        epsilon_rdp=eps["rdp"], epsilon_pld=eps["pld"], delta=delta, confidence=confidence,
                        noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, canaries=runs * canaries,
                        runs=runs, canary_norm=canary_norm, clipping=clip, denoise=denoise, model=model,
-                       canary_param=param, seconds=time.perf_counter() - start,
+                       canary_param=param, denoised_steps=denoised_steps if denoise else None,
+                       seconds=time.perf_counter() - start,
                        **{k: found[k] for k in ("epsilon_lower", "epsilon_lower_one_run",
                                                 "epsilon_lower_clopper_pearson", "guesses", "correct")})

@@ -118,10 +118,11 @@ def _x_of_loss(loss: np.ndarray, sigma: float, q: float, direction: str) -> np.n
     return 0.5 + sigma**2 * log_ez
 
 
-def _normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """N(0, 1) mass of (a, b] elementwise (a ≤ b, ±∞ allowed), accurate in both tails."""
-    upper = a > 0.0                                   # both ends in the right tail: use survival functions
-    return np.where(upper, ndtr(-a) - ndtr(-b), ndtr(b) - ndtr(a))
+def _normal_masses(z: np.ndarray) -> np.ndarray:
+    """N(0, 1) mass of each interval (z_k, z_{k+1}] of increasing edges z (K+1,) -> (K,), ±∞ allowed;
+    accurate in both tails (right of 0 as differences of survival functions)."""
+    cdf, sf = ndtr(z), ndtr(-z)                                            # (K+1,) each
+    return np.where(z[:-1] > 0.0, sf[:-1] - sf[1:], cdf[1:] - cdf[:-1])
 
 
 @functools.lru_cache(maxsize=64)
@@ -155,10 +156,13 @@ def subsampled_gaussian_pld(*, noise_multiplier: float, sample_rate: float, dire
     k_lo, k_hi = math.floor(ends[0] / h), math.ceil(ends[1] / h)
     k_hi = max(k_hi, k_lo + 1)
     edges = np.arange(k_lo, k_hi + 1) * h                                  # (K+1,) grid losses
-    x = np.clip(_x_of_loss(edges, sigma, q, direction), x_lo, x_hi)        # (K+1,)
-    lo, hi = (x[:-1], x[1:]) if direction == "remove" else (x[1:], x[:-1])  # x-interval of loss interval k
-    m0 = _normal_mass(lo / sigma, hi / sigma)                              # (K,) μ0 mass
-    m1 = _normal_mass((lo - 1.0) / sigma, (hi - 1.0) / sigma)              # (K,) μ1 mass
+    x = np.clip(_x_of_loss(edges, sigma, q, direction), x_lo, x_hi)        # (K+1,) x at each grid loss
+    if direction == "add":
+        x = x[::-1]                                                        # increasing x
+    m0 = _normal_masses(x / sigma)                                         # (K,) μ0 mass between the x
+    m1 = _normal_masses((x - 1.0) / sigma)                                 # (K,) μ1 mass
+    if direction == "add":
+        m0, m1 = m0[::-1], m1[::-1]                                        # back to increasing loss
     mix = (1.0 - q) * m0 + q * m1
     p_mass, q_mass = (mix, m0) if direction == "remove" else (m0, mix)
 
@@ -295,9 +299,12 @@ def self_compose(pld: DiscretePLD, count: int, *, tail_mass: float = TAIL_MASS) 
 
 def delta_for_epsilon(pld: DiscretePLD, epsilon: float) -> float:
     """δ(ε) = Σ_{l > ε} ω(l)·(1 − e^{ε − l}) + ω(+∞)."""
-    losses = pld.losses
-    above = losses > epsilon
-    return float(pld.infinity_mass + np.sum(pld.pmf[above] * -np.expm1(epsilon - losses[above])))
+    return _delta_at(pld, pld.losses, epsilon)
+
+
+def _delta_at(pld: DiscretePLD, losses: np.ndarray, epsilon: float) -> float:
+    first = int(np.searchsorted(losses, epsilon, side="right"))           # losses are sorted: l > ε from here
+    return float(pld.infinity_mass + np.dot(pld.pmf[first:], -np.expm1(epsilon - losses[first:])))
 
 
 def epsilon_for_delta(pld: DiscretePLD, delta: float) -> float:
@@ -308,18 +315,18 @@ def epsilon_for_delta(pld: DiscretePLD, delta: float) -> float:
     """
     if pld.infinity_mass > delta:
         return math.inf
-    if delta_for_epsilon(pld, 0.0) <= delta:
-        return 0.0
     losses = pld.losses
+    if _delta_at(pld, losses, 0.0) <= delta:
+        return 0.0
     # The crossing lies just above the largest grid loss l_k ≥ 0 with δ(l_k) > δ, or in [0, l_first) when
     # there is none (δ at grid losses decreases with k; at the last one it is ω(∞) ≤ δ). Bisection:
     lo, hi = int(np.searchsorted(losses, 0.0)), losses.size - 1
-    if delta_for_epsilon(pld, losses[lo]) <= delta:
+    if _delta_at(pld, losses, losses[lo]) <= delta:
         k, reference = lo - 1, 0.0
     else:                                          # invariant: δ(l_lo) > δ ≥ δ(l_hi)
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if delta_for_epsilon(pld, losses[mid]) > delta:
+            if _delta_at(pld, losses, losses[mid]) > delta:
                 lo = mid
             else:
                 hi = mid
@@ -335,6 +342,8 @@ def epsilon_for_delta(pld: DiscretePLD, delta: float) -> float:
 
 @functools.lru_cache(maxsize=64)
 def _segment_pld(sigma: float, q: float, steps: int, direction: str, interval: float) -> DiscretePLD:
+    if q == 1.0 and direction == "add":   # no subsampling: both adjacencies have L ~ N(1/(2σ²), 1/σ²)
+        return _segment_pld(sigma, q, steps, "remove", interval)
     one = subsampled_gaussian_pld(noise_multiplier=sigma, sample_rate=q, direction=direction, interval=interval)
     return self_compose(one, steps)
 

@@ -407,8 +407,9 @@ class AuditResult:
     steps: int
     canaries: int                        # planted, all runs together
     runs: int
-    guesses: int                         # the one-run test, on the judged half of the canaries
+    guesses: int                         # the one-run test, on (part of) the judged half of the canaries
     correct: int
+    one_run_canaries: int                # canaries the one-run test judged (≤ 0.01/δ, see ``attack``)
     canary_norm: float                   # in units of the clipping norm C
     clipping: bool                       # False: FAULT INJECTION, canaries skip clipping
     denoise: bool
@@ -497,7 +498,8 @@ def audit_gaussian(*, epsilon: float | None = None, noise_multiplier: float | No
                        canary_norm=canary_norm, clipping=clip, denoise=False, model=None, canary_param=None,
                        denoised_steps=None, seconds=time.perf_counter() - start,
                        **{k: found[k] for k in ("epsilon_lower", "epsilon_lower_one_run",
-                                                "epsilon_lower_clopper_pearson", "guesses", "correct")})
+                                                "epsilon_lower_clopper_pearson", "guesses", "correct",
+                                                "one_run_canaries")})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,4 +578,5 @@ def audit_dpsgd(*, epsilon: float | None = None, noise_multiplier: float | None 
                        canary_param=param, denoised_steps=denoised_steps if denoise else None,
                        seconds=time.perf_counter() - start,
                        **{k: found[k] for k in ("epsilon_lower", "epsilon_lower_one_run",
-                                                "epsilon_lower_clopper_pearson", "guesses", "correct")})
+                                                "epsilon_lower_clopper_pearson", "guesses", "correct",
+                                                "one_run_canaries")})

@@ -111,7 +111,8 @@ def report(r) -> str:
         f"noise multiplier {r.noise_multiplier:.4g}, sample rate {r.sample_rate:g}, {r.steps} step(s), "
         f"delta {r.delta:g}",
         f"  epsilon lower bound  {r.epsilon_lower:.3f}   ({r.confidence:.0%} confidence; one-run "
-        f"{r.epsilon_lower_one_run:.3f} from {r.correct} of {r.guesses} guesses right; Clopper-Pearson {cp})",
+        f"{r.epsilon_lower_one_run:.3f} from {r.correct} of {r.guesses} guesses right on {r.one_run_canaries} "
+        f"canaries; Clopper-Pearson {cp})",
         f"  epsilon PLD          {r.epsilon_pld:.3f}" + ("   <- the accountant" if r.accountant == "pld" else ""),
         f"  epsilon RDP          {r.epsilon_rdp:.3f}" + ("   <- the accountant" if r.accountant == "rdp" else ""),
     ]

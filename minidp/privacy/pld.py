@@ -268,6 +268,11 @@ def _chernoff_window(pld: DiscretePLD, count: int, tail_mass: float) -> tuple[in
     return lo, max(hi, lo)
 
 
+def _infinity_after(infinity_mass: float, count: int) -> float:
+    """P[some of ``count`` independent losses is +∞] = 1 − (1 − ω(∞))^count."""
+    return -math.expm1(count * math.log1p(-infinity_mass)) if infinity_mass < 1.0 else 1.0
+
+
 def self_compose(pld: DiscretePLD, count: int, *, tail_mass: float = TAIL_MASS) -> DiscretePLD:
     """``count`` independent runs of ``pld``'s mechanism: ω^{*count} as the count-th power of its FFT,
     computed on the Chernoff window of the sum (see module docstring)."""
@@ -276,13 +281,13 @@ def self_compose(pld: DiscretePLD, count: int, *, tail_mass: float = TAIL_MASS) 
         return identity_pld(pld.interval)
     if count == 1:
         return pld
-    infinity = -math.expm1(count * math.log1p(-pld.infinity_mass)) if pld.infinity_mass < 1 else 1.0
     if not pld.pmf.any():                          # every loss is +∞ (or no mass at all)
-        return _make(pld.interval, pld.offset * count, pld.pmf, infinity)
+        return _make(pld.interval, pld.offset * count, pld.pmf, _infinity_after(pld.infinity_mass, count))
     lo, hi = _chernoff_window(pld, count, tail_mass)
     while hi - lo + 1 > MAX_POINTS:
         pld = truncate(coarsen(pld), tail_mass)
         lo, hi = _chernoff_window(pld, count, tail_mass)
+    infinity = _infinity_after(pld.infinity_mass, count)
     size = sp_fft.next_fast_len(hi - lo + 1, real=True)
     # Circular convolution of length `size`: fold the pmf modulo size first (it may be longer).
     folded = np.zeros(size)

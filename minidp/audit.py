@@ -372,7 +372,7 @@ def attack(scores, bits, *, delta: float, confidence: float, independent: bool) 
     # Choices are made at a stricter confidence than the judging: a choice that looks best only because a
     # few counts fell luckily on the choosing half rarely repeats on the judging half.
     strict = 1.0 - (1.0 - each) / SELECTION_STRICTNESS
-    m = max(2, min(scores[judge].size, int(ONE_RUN_DELTA_BUDGET / delta)))
+    m = max(2, min(scores[judge].size, round(ONE_RUN_DELTA_BUDGET / delta)))
     f_in, f_out = _guess_fractions(scores[choose][:m], bits[choose][:m], delta, strict)
     guesses, correct = _guesses(scores[judge][:m], bits[judge][:m], f_in, f_out)
     one_run = one_run_epsilon(guesses=guesses, correct=correct, canaries=m, delta=delta, confidence=each)

@@ -211,6 +211,10 @@ class CanaryModel:
     def trainable(self) -> list:
         return self.model.trainable
 
+    @property
+    def dropout_rng(self):
+        return self.model.dropout_rng
+
     def train(self):
         self.model.train()
         return self
@@ -483,7 +487,7 @@ def audit_gaussian(*, epsilon: float | None = None, noise_multiplier: float | No
                               accountant=accountant)
     seeds = np.random.SeedSequence(seed).spawn(2)
     bits = np.random.default_rng(seeds[0]).random((runs, canaries)) < 0.5      # (R, m) the secret
-    streams = RandomStreams(seed=int(seeds[1].generate_state(1)[0]))
+    streams = RandomStreams(seed=int(seeds[1].generate_state(1)[0]), device="cpu")   # host arrays here
     record = CanaryRecord((runs, canaries), np.arange(runs * canaries),
                           canary_norm * bits.ravel().astype(np.float64), unclipped=not clip)
     sums, _, _, _ = clip_and_sum({"canaries": record}, 1.0)                   # each canary is one example

@@ -19,7 +19,7 @@ from minidp.audit import (
     load_audit_model,
     random_token_data,
 )
-from minidp.backend import RandomStreams
+from minidp.backend import RandomStreams, to_host
 from minidp.cli import main
 from minidp.optim import make_optimizer
 from minidp.privacy import RDPAccountant, get_noise_multiplier
@@ -43,7 +43,7 @@ def test_tiny_model_has_the_test_fixture_shapes(tmp_path):
         assert raw[key] == value, key
 
 
-def test_mixed_records_clip_like_materialised_per_example_gradients():
+def test_mixed_records_clip_like_materialised_per_example_gradients(device):
     """A virtual batch of real examples and canaries: clip_and_sum on the mixed records equals clipping each
     materialised whole-example gradient (real rows from the model alone, canary rows Dirac)."""
     model = load_audit_model("tiny", seed=0, dtype="float64")
@@ -56,18 +56,19 @@ def test_mixed_records_clip_like_materialised_per_example_gradients():
     order = np.array([6, 0, 8, 1, 2, 7, 3, 9])                    # canaries interleaved with real examples
     batch = data.batch(order)
     _, records = wrapped.per_example_records(batch["input_ids"], batch["attention_mask"], batch["labels"])
-    dense = {name: rec.per_example() for name, rec in records.items()}          # (B, *shape)
+    dense = {name: to_host(rec.per_example()) for name, rec in records.items()}          # (B, *shape)
     norms = np.sqrt(sum((g.reshape(len(order), -1) ** 2).sum(axis=1) for g in dense.values()))
     factors = clip_factors(norms, 1.0)
     sums, got_norms, _, _ = clip_and_sum(records, 1.0)
-    np.testing.assert_allclose(got_norms, norms, rtol=1e-10)
+    np.testing.assert_allclose(to_host(got_norms), norms, rtol=1e-10)
     for name, g in dense.items():
-        np.testing.assert_allclose(sums[name], np.tensordot(factors, g, axes=(0, 0)), rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(to_host(sums[name]), np.tensordot(factors, g, axes=(0, 0)), rtol=1e-9,
+                                   atol=1e-14)
     # the real rows are exactly the model's own per-example gradients
     own = model.per_example_grads(*(data.data.batch(order[order < 6])[k] for k in ("input_ids", "attention_mask",
                                                                                    "labels")))
     for name, g in own.items():
-        np.testing.assert_allclose(dense[name][order < 6], g, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(dense[name][order < 6], to_host(g), rtol=1e-12, atol=1e-15)
     # the canary rows are Dirac: values[j] at coords[j] of the canary parameter, nothing elsewhere
     slots = order[order >= 6] - 6
     flat = dense[param][order >= 6].reshape(len(slots), -1)
@@ -94,7 +95,7 @@ def test_dataset_size_does_not_depend_on_the_secret_and_canaries_sort_first():
     assert data.batch(np.array([6, 2]))["labels"].tolist() == [-2, real.labels[2]]
 
 
-def test_dp_step_releases_exactly_the_clipped_canaries_on_untouched_coordinates():
+def test_dp_step_releases_exactly_the_clipped_canaries_on_untouched_coordinates(device):
     """σ = 0, one real DPStep: at the canary coordinates the released gradient is Σ (sampled, included)
     min(1, C/‖∇‖)·a·C / (qN) — the data adds exactly nothing there, and canaries are Poisson-sampled."""
     model = load_audit_model("tiny", seed=0)
@@ -112,7 +113,7 @@ def test_dp_step_releases_exactly_the_clipped_canaries_on_untouched_coordinates(
     sampled[record.sampled_indices[record.sampled_indices >= 20] - 20] = True
     assert 0 < sampled.sum() < 50
     expected = np.where(sampled & bits, clip_factors(np.array([3.0]), 1.0)[0] * 3.0, 0.0) / step.expected_batch_size
-    np.testing.assert_allclose(record.released[param].ravel()[coords], expected, rtol=1e-6)
+    np.testing.assert_allclose(to_host(record.released[param]).ravel()[coords], expected, rtol=1e-6)
     assert step.expected_batch_size == pytest.approx(0.4 * 70)
 
 

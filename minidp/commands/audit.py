@@ -16,9 +16,10 @@ import sys
 
 from minidp.audit import MECHANISMS, audit_dpsgd, audit_gaussian
 from minidp.errors import ConfigError
+from minidp.optim import OPTIMIZERS
 from minidp.privacy.accountant import ACCOUNTANTS
 
-# Defaults that differ between the mechanisms: (gaussian, dpsgd).
+# Defaults that differ between the mechanisms.
 DEFAULT_CANARIES = {"gaussian": 1000, "dpsgd": 500}
 DEFAULT_RUNS = {"gaussian": 2000, "dpsgd": 20}
 DPSGD_ONLY = ("model", "examples", "max_length", "sample_rate", "steps", "canary_param", "denoise", "optimizer",
@@ -68,7 +69,7 @@ def add_parser(subparsers) -> None:
                         "linear weight to put them through the denoiser")
     d.add_argument("--denoise", action="store_true", default=None,
                    help="RMT-denoise the released gradient; the attacker sees the denoised one")
-    d.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="optimizer (default sgd)")
+    d.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default sgd)")
     d.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 0.1)")
     d.add_argument("--max-physical-batch", type=int, metavar="B", help="virtual batch size (default 64)")
     p.set_defaults(func=run)

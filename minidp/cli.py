@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "minidp.commands.demo",
     "minidp.commands.train",
     "minidp.commands.privacy",   # epsilon, sigma
+    "minidp.commands.audit",
 )
 
 

@@ -2,6 +2,7 @@
 
     minidp epsilon --noise-multiplier 1.0 --sample-rate 0.01 --steps 1000 --delta 1e-5 [--json]
     minidp sigma   --epsilon 3.0 --batch-size 256 --dataset-size 67349 --epochs 3 --delta 1e-5
+    minidp epsilon ... --accountant pld      # the privacy loss distribution: tight (RDP is the default)
 
 Either (--sample-rate, --steps) or (--batch-size, --dataset-size, --epochs), with q = B/N and
 steps = ceil(E/q) (E epochs of Poisson steps with expected batch B).
@@ -14,13 +15,13 @@ import math
 import warnings
 
 from minidp.errors import PrivacyError
-from minidp.privacy.accountant import RDPAccountant, get_noise_multiplier
+from minidp.privacy.accountant import ACCOUNTANTS, get_noise_multiplier, make_accountant
 
 
 def add_parser(subparsers) -> None:
     eps = subparsers.add_parser(
         "epsilon", help="epsilon spent by DP-SGD with a given noise multiplier",
-        description="Epsilon (at delta) of STEPS Poisson-subsampled Gaussian steps (RDP accountant).")
+        description="Epsilon (at delta) of STEPS Poisson-subsampled Gaussian steps (RDP or PLD accountant).")
     eps.add_argument("--noise-multiplier", type=float, required=True, metavar="S",
                      help="noise std / clipping norm (sigma)")
     _add_common(eps)
@@ -41,6 +42,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="B", help="expected batch size (q = B / N)")
     parser.add_argument("--dataset-size", type=int, metavar="N", help="number of training examples")
     parser.add_argument("--epochs", type=float, metavar="E", help="epochs (steps = ceil(E / q))")
+    parser.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp",
+                        help="rdp: Renyi DP (default); pld: privacy loss distribution, tight (smaller "
+                             "epsilon for the same noise), slower")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -83,18 +87,20 @@ def run_epsilon(args: argparse.Namespace) -> int:
     if not (args.noise_multiplier >= 0 and math.isfinite(args.noise_multiplier)):
         raise PrivacyError(f"--noise-multiplier must be a finite number >= 0, got {args.noise_multiplier}")
     q, steps = _rate_and_steps(args)
-    acc = RDPAccountant()
+    acc = make_accountant(args.accountant)
     acc.step(noise_multiplier=args.noise_multiplier, sample_rate=q, steps=steps)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         eps, order = acc.get_epsilon_and_order(args.delta)
     notes = [str(w.message) for w in caught]
+    order = None if math.isnan(order) else order          # a PLD has no Renyi order
     if args.json:
-        print(json.dumps({"epsilon": eps, "order": order, "delta": args.delta,
+        print(json.dumps({"epsilon": eps, "order": order, "accountant": args.accountant, "delta": args.delta,
                           "noise_multiplier": args.noise_multiplier, "sample_rate": q, "steps": steps,
                           "warnings": notes}))
     else:
-        print(f"epsilon = {eps:.6g} at delta = {args.delta:g} (Renyi order {order:g}) for {steps} steps "
+        how = f"Renyi order {order:g}" if order is not None else "privacy loss distribution"
+        print(f"epsilon = {eps:.6g} at delta = {args.delta:g} ({how}) for {steps} steps "
               f"with noise multiplier {args.noise_multiplier:g} and sample rate {q:.6g}")
         for note in notes:
             print(f"warning: {note}")
@@ -106,17 +112,18 @@ def run_sigma(args: argparse.Namespace) -> int:
     if not (args.epsilon > 0 and math.isfinite(args.epsilon)):
         raise PrivacyError(f"--epsilon must be a finite number > 0, got {args.epsilon}")
     q, steps = _rate_and_steps(args)
-    sigma = get_noise_multiplier(args.epsilon, args.delta, q, steps)
-    acc = RDPAccountant()
+    sigma = get_noise_multiplier(args.epsilon, args.delta, q, steps, accountant=args.accountant)
+    acc = make_accountant(args.accountant)
     acc.step(noise_multiplier=sigma, sample_rate=q, steps=steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # the achieved epsilon is a check, not a result
         eps, order = acc.get_epsilon_and_order(args.delta)
+    order = None if math.isnan(order) else order
     if args.json:
         print(json.dumps({"noise_multiplier": sigma, "epsilon": eps, "order": order,
-                          "target_epsilon": args.epsilon, "delta": args.delta, "sample_rate": q,
-                          "steps": steps}))
+                          "accountant": args.accountant, "target_epsilon": args.epsilon, "delta": args.delta,
+                          "sample_rate": q, "steps": steps}))
     else:
         print(f"noise multiplier = {sigma:.6g} gives epsilon = {eps:.6g} <= {args.epsilon:g} at delta = "
-              f"{args.delta:g} for {steps} steps with sample rate {q:.6g}")
+              f"{args.delta:g} for {steps} steps with sample rate {q:.6g} ({args.accountant.upper()} accountant)")
     return 0

@@ -4,6 +4,8 @@
     acc.step(noise_multiplier=1.0, sample_rate=0.01, steps=1000)
     eps, order = acc.get_epsilon_and_order(1e-5)          # ≈ (2.1014, 7.8)
     sigma = get_noise_multiplier(2.0, 1e-5, 0.01, 1000)   # smallest σ with ε(σ) ≤ 2.0
+    sigma = get_noise_multiplier(2.0, 1e-5, 0.01, 1000, accountant="pld")   # the same with the PLD ε
+    acc = make_accountant("pld")                           # RDPAccountant() or pld.PLDAccountant()
 
 * RDP of one step at each order α: ``rdp.py`` (Mironov, Talwar & Zhang 2019, §3); T identical steps
   compose to T·RDP(α), and different segments add (RDP composition, Mironov 2017, Prop. 1).
@@ -11,6 +13,8 @@
   (Canonne, Kamath & Steinke 2020, Prop. 12; Balle et al. 2020, Thm. 21).
 * The ledger holds (noise_multiplier, sample_rate, steps) segments; consecutive steps with the same
   (σ, q) merge, so a long run is one or a few segments. It is the whole state (``state_dict``).
+
+* The tight alternative, the privacy loss distribution, is ``pld.py`` (``PLDAccountant``, same interface).
 
 Host-side float64 math (NumPy/SciPy): the accountant never sees device arrays. Derivation notes:
 docs/accountant.md.
@@ -20,12 +24,21 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from minidp.errors import PrivacyError
+from minidp.privacy.ledger import (
+    Segment,
+    check_delta,
+    check_noise_multiplier,
+    check_sample_rate,
+    check_steps,
+    ledger_from_state,
+    record_steps,
+)
+from minidp.privacy.pld import PLDAccountant, pld_epsilon
 from minidp.privacy.rdp import log_a_fractional, log_a_integer
 
 # dp-accounting's default grid: 1.1 ... 10.9 by 0.1, 11 ... 63, 128, 256, 512, 1024 (156 orders).
@@ -39,6 +52,7 @@ MIN_CONVERSION_ORDER = 1.01
 MAX_NOISE_MULTIPLIER = 1e4
 RDP_ROUNDING_SLACK = 1e-9  # an RDP value below −this is not rounding but a broken computation
 CALIBRATION_RTOL = 1e-3   # stop once (1 − rtol)·target ≤ ε(σ) ≤ target; the contract asks for 1 %
+ACCOUNTANTS = ("rdp", "pld")  # Rényi DP (loose, fast) | privacy loss distribution (tight)
 
 
 class OrderAtGridEdgeWarning(UserWarning):
@@ -46,34 +60,7 @@ class OrderAtGridEdgeWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------------------------------
-# Argument checks: each names the argument, as the CLI prints the message verbatim.
-
-def _check_noise_multiplier(noise_multiplier: float) -> float:
-    sigma = float(noise_multiplier)
-    if not sigma >= 0.0 or math.isinf(sigma):            # also rejects NaN
-        raise PrivacyError(f"noise_multiplier must be a finite number >= 0, got {noise_multiplier!r}")
-    return sigma
-
-
-def _check_sample_rate(sample_rate: float) -> float:
-    q = float(sample_rate)
-    if not 0.0 <= q <= 1.0:
-        raise PrivacyError(f"sample_rate must be in [0, 1], got {sample_rate!r}")
-    return q
-
-
-def _check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or not float(steps).is_integer() or steps < 0:
-        raise PrivacyError(f"steps must be a whole number >= 0, got {steps!r}")
-    return int(steps)
-
-
-def _check_delta(delta: float) -> float:
-    d = float(delta)
-    if not 0.0 < d < 1.0:
-        raise PrivacyError(f"delta must be in (0, 1), got {delta!r}")
-    return d
-
+# Argument checks (σ, q, steps, δ: shared with the PLD accountant, ``ledger.py``)
 
 def _check_orders(orders: Iterable[float] | None) -> tuple[float, ...]:
     if orders is None:
@@ -117,9 +104,9 @@ def compute_rdp(*, noise_multiplier: float, sample_rate: float, steps: int,
     RDP_1(α) = log A_α / (α − 1) (MTZ 2019 §3.2 integer α, §3.3 fractional α); q = 0 gives 0,
     q = 1 gives α/(2σ²), σ = 0 gives +inf. ``orders`` defaults to ``DEFAULT_ORDERS``.
     """
-    sigma = _check_noise_multiplier(noise_multiplier)
-    q = _check_sample_rate(sample_rate)
-    steps = _check_steps(steps)
+    sigma = check_noise_multiplier(noise_multiplier)
+    q = check_sample_rate(sample_rate)
+    steps = check_steps(steps)
     orders = _check_orders(orders)
     if steps == 0:
         return np.zeros(len(orders))
@@ -139,7 +126,7 @@ def epsilon_from_rdp(*, orders: Sequence[float], rdp: Sequence[float], delta: fl
     Returns (inf, first order) when every order has infinite RDP. Issues no warning (see
     ``RDPAccountant.get_epsilon_and_order``).
     """
-    delta = _check_delta(delta)
+    delta = check_delta(delta)
     orders_arr = np.asarray(orders, dtype=np.float64)                         # (A,)
     rdp_arr = np.asarray(rdp, dtype=np.float64)                               # (A,)
     if orders_arr.shape != rdp_arr.shape or orders_arr.ndim != 1 or orders_arr.size == 0:
@@ -163,19 +150,6 @@ def epsilon_from_rdp(*, orders: Sequence[float], rdp: Sequence[float], delta: fl
 # ---------------------------------------------------------------------------------------------
 # The ledger
 
-@dataclass(frozen=True)
-class Segment:
-    """``steps`` consecutive Poisson-subsampled Gaussian steps with the same (σ, q)."""
-
-    noise_multiplier: float   # σ: noise std / clipping norm, e.g. 1.0
-    sample_rate: float        # q: Poisson inclusion probability of each example, e.g. 256/67349
-    steps: int                # number of steps, ≥ 1
-
-    def to_dict(self) -> dict:
-        return {"noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
-                "steps": self.steps}
-
-
 class RDPAccountant:
     """Keeps the ledger of DP steps taken and converts it to (ε, δ).
 
@@ -198,16 +172,7 @@ class RDPAccountant:
     def step(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
         """Record ``steps`` steps of the subsampled Gaussian with (σ, q); merges with the last segment
         when (σ, q) are equal, so the ledger stays small over a long run."""
-        sigma = _check_noise_multiplier(noise_multiplier)
-        q = _check_sample_rate(sample_rate)
-        steps = _check_steps(steps)
-        if steps == 0:
-            return
-        last = self._ledger[-1] if self._ledger else None
-        if last is not None and last.noise_multiplier == sigma and last.sample_rate == q:
-            self._ledger[-1] = Segment(sigma, q, last.steps + steps)
-        else:
-            self._ledger.append(Segment(sigma, q, steps))
+        record_steps(self._ledger, noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
 
     def get_rdp(self, orders: Sequence[float] | None = None) -> np.ndarray:
         """The composed RDP curve, (A,), at ``orders`` (default: this accountant's orders)."""
@@ -242,38 +207,49 @@ class RDPAccountant:
         if not isinstance(state, dict) or not isinstance(state.get("ledger"), list):
             raise PrivacyError("accountant state must be a dict with a 'ledger' list")
         acc = cls(orders=state.get("orders"))
-        for k, seg in enumerate(state["ledger"]):
-            try:
-                sigma, q, steps = seg["noise_multiplier"], seg["sample_rate"], seg["steps"]
-            except (KeyError, TypeError) as err:
-                raise PrivacyError(f"accountant state: ledger[{k}] lacks field {err}") from None
-            acc.step(noise_multiplier=sigma, sample_rate=q, steps=steps)
+        acc._ledger = ledger_from_state(state["ledger"])
         return acc
 
 
 # ---------------------------------------------------------------------------------------------
 # Calibration
 
+def make_accountant(name: str = "rdp"):
+    """A fresh accountant by name: "rdp" -> RDPAccountant(), "pld" -> PLDAccountant() (the same interface)."""
+    if name == "rdp":
+        return RDPAccountant()
+    if name == "pld":
+        return PLDAccountant()
+    raise PrivacyError(f"accountant must be one of {ACCOUNTANTS}, got {name!r}")
+
+
 def get_noise_multiplier(target_epsilon: float, delta: float, sample_rate: float, steps: int, *,
-                         orders: Sequence[float] | None = None) -> float:
+                         orders: Sequence[float] | None = None, accountant: str = "rdp") -> float:
     """The smallest σ found with ε(σ) ≤ target_epsilon for ``steps`` steps at sample rate q.
 
-    ε(σ) is continuous and non-increasing in σ, so: bracket the crossing by doubling/halving from
-    σ = 1, then bisect on log σ until (1 − 1e-3)·target ≤ ε(σ) ≤ target (or the bracket is tight to
-    1e-12). The returned σ never overshoots the target. Raises PrivacyError when no σ ≤ 1e4 reaches it.
-    q = 0 or steps = 0 need no noise and return 0.0.
+    ``accountant``: "rdp" (ε from the RDP curve at ``orders``) or "pld" (the privacy loss distribution,
+    ``pld.py``; ``orders`` must then be None). ε(σ) is continuous and non-increasing in σ, so: bracket the
+    crossing by doubling/halving from σ = 1, then bisect on log σ until (1 − 1e-3)·target ≤ ε(σ) ≤ target
+    (or the bracket is tight to 1e-12). The returned σ never overshoots the target. Raises PrivacyError
+    when no σ ≤ 1e4 reaches it. q = 0 or steps = 0 need no noise and return 0.0.
     """
     target = float(target_epsilon)
     if not 0.0 < target < math.inf:
         raise PrivacyError(f"target epsilon must be a finite number > 0, got {target_epsilon!r}")
-    delta = _check_delta(delta)
-    q = _check_sample_rate(sample_rate)
-    steps = _check_steps(steps)
+    if accountant not in ACCOUNTANTS:
+        raise PrivacyError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
+    if accountant == "pld" and orders is not None:
+        raise PrivacyError("orders are Renyi orders: they apply to accountant='rdp' only")
+    delta = check_delta(delta)
+    q = check_sample_rate(sample_rate)
+    steps = check_steps(steps)
     orders = _check_orders(orders)
     if q == 0.0 or steps == 0:
         return 0.0
 
     def eps_at(sigma: float) -> float:
+        if accountant == "pld":
+            return pld_epsilon(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta)
         rdp = compute_rdp(noise_multiplier=sigma, sample_rate=q, steps=steps, orders=orders)
         return epsilon_from_rdp(orders=orders, rdp=rdp, delta=delta)[0]
 

@@ -85,3 +85,25 @@ def test_missing_required_flag_is_argparse_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["sigma", "--sample-rate", "0.1", "--steps", "10", "--delta", "1e-5"])
     assert exc.value.code == 2
+
+
+def test_epsilon_and_sigma_with_the_pld_accountant(capsys):
+    code, out, _ = run(capsys, "epsilon", "--noise-multiplier", "1.0", "--sample-rate", "0.01", "--steps", "1000",
+                       "--delta", "1e-5", "--accountant", "pld", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["accountant"] == "pld" and result["order"] is None
+    assert abs(result["epsilon"] - 1.8282) < 1e-3
+    code, out, _ = run(capsys, "epsilon", "--noise-multiplier", "1.0", "--sample-rate", "0.01", "--steps", "1000",
+                       "--delta", "1e-5", "--accountant", "pld")
+    assert code == 0 and "epsilon = 1.828" in out and "privacy loss distribution" in out
+    code, out, _ = run(capsys, "sigma", "--epsilon", "2", "--sample-rate", "0.01", "--steps", "1000",
+                       "--delta", "1e-5", "--accountant", "pld", "--json")
+    result = json.loads(out)
+    assert code == 0 and 0.99 * 2 <= result["epsilon"] <= 2 and result["accountant"] == "pld"
+
+
+def test_unknown_accountant_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5",
+              "--accountant", "moments"])
+    assert exc.value.code == 2 and "--accountant" in capsys.readouterr().err

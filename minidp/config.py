@@ -14,6 +14,7 @@ from minidp.data import TASKS
 from minidp.denoise.rmt import DEFAULT_KAPPA, FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
 from minidp.errors import ConfigError
 from minidp.optim import OPTIMIZERS
+from minidp.privacy.accountant import ACCOUNTANTS
 from minidp.privacy.mechanism import CLIP_METHODS
 
 # The option lists live with the code that implements them; the config re-exports them for the CLI.
@@ -60,6 +61,7 @@ class PrivacyConfig:
     noise_multiplier: float | None = None  # σ given directly (then epsilon, if set, caps the run)
     max_grad_norm: float = 1.0  # C: each example's whole gradient is clipped to this L2 norm
     clip_method: str = "flat"  # "flat": min(1, C/‖g‖) | "automatic": C/(‖g‖ + γ)
+    accountant: str = "rdp"  # "rdp" (Rényi DP) | "pld" (privacy loss distribution: tighter, same σ → smaller ε)
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class TrainConfig:
         _check(p.noise_multiplier is None or p.noise_multiplier >= 0, "privacy.noise_multiplier",
                f"{p.noise_multiplier} must be >= 0")
         _check(p.max_grad_norm > 0, "privacy.max_grad_norm", f"{p.max_grad_norm} must be > 0")
+        _check(p.accountant in ACCOUNTANTS, "privacy.accountant", f"{p.accountant!r} not in {ACCOUNTANTS}")
         _check(p.clip_method in CLIP_METHODS, "privacy.clip_method", f"{p.clip_method!r} not in {CLIP_METHODS}")
         _check(d.task in TASKS, "data.task", f"{d.task!r} not in {TASKS}")
         _check(o.optimizer in OPTIMIZERS, "optim.optimizer", f"{o.optimizer!r} not in {OPTIMIZERS}")
@@ -170,7 +173,7 @@ FIELD_FLAGS = {
     "model.path": "--model", "data.task": "--task", "model.dtype": "--dtype", "model.device": "--device", "data.eval_fraction":
     "--eval-fraction", "data.eval_limit": "--eval-limit", "privacy.epsilon": "--epsilon", "privacy.delta": "--delta",
     "privacy.noise_multiplier": "--noise-multiplier", "privacy.max_grad_norm": "--clip",
-    "privacy.clip_method": "--clip-method", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
+    "privacy.clip_method": "--clip-method", "privacy.accountant": "--accountant", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
     "optim.warmup_fraction": "--warmup", "denoise.denoise": "--denoise", "denoise.kappa": "--kappa",
     "denoise.norm_correction": "--norm-correction", "denoise.fallback": "--fallback",
     "denoise.method": "--denoise-method", "denoise.min_dim": "--denoise-min-dim", "run.steps": "--steps", "run.epochs": "--epochs",

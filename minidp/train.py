@@ -45,7 +45,7 @@ from minidp.metrics import classification_metrics
 from minidp.nn import loss as cross_entropy
 from minidp.optim import linear_schedule, make_optimizer
 from minidp.plots import plot_run  # imports matplotlib (optional) only when called
-from minidp.privacy import RDPAccountant, get_noise_multiplier
+from minidp.privacy import get_noise_multiplier, make_accountant
 from minidp.rundir import OUTPUT_PRIVACY, RunDir, params_fingerprint
 from minidp.step import DenoiseSettings, DPStep
 from models.hf import load_pretrained, read_config, save_pretrained
@@ -65,7 +65,8 @@ class PrivacyPlan:
     num_examples: int  # N, the private training set's size
     target_epsilon: float | None  # the budget, if one was given
     planned_epsilon: float  # ε after all planned steps
-    order: float  # the RDP order giving planned_epsilon
+    order: float  # the RDP order giving planned_epsilon (nan for the PLD accountant)
+    accountant: str  # "rdp" | "pld"
     max_grad_norm: float  # C
     seed: int | None  # None: noise and sampling from OS entropy
 
@@ -74,12 +75,16 @@ class PrivacyPlan:
         text = (f"privacy: example-level (ε = {self.planned_epsilon:.4f}, δ = {self.delta:.3g})-DP{target} under "
                 f"add/remove-one adjacency, for {self.steps} steps of Poisson-sampled DP-SGD: q = "
                 f"{self.sample_rate:.5g}, σ = {self.noise_multiplier:.4f}, C = {self.max_grad_norm:g}, "
-                f"RDP accountant (order {self.order:g}); N = {self.num_examples}, N·δ = "
+                f"{self._accountant_words()}; N = {self.num_examples}, N·δ = "
                 f"{self.num_examples * self.delta:.3g}")
         if self.seed is not None:
             text += ("\nWARNING: --seed was given: the noise and the batches are reproducible from the seed, "
                      "so the run is NOT private against anyone who knows it (experiments only)")
         return text
+
+
+    def _accountant_words(self) -> str:
+        return f"RDP accountant (order {self.order:g})" if self.accountant == "rdp" else "PLD accountant"
 
 
 def plan_privacy(config: TrainConfig, num_examples: int) -> PrivacyPlan:
@@ -96,13 +101,13 @@ def plan_privacy(config: TrainConfig, num_examples: int) -> PrivacyPlan:
     if p.noise_multiplier is not None:
         sigma = float(p.noise_multiplier)
     else:
-        sigma = float(get_noise_multiplier(p.epsilon, delta, q, steps))
-    accountant = RDPAccountant()
+        sigma = float(get_noise_multiplier(p.epsilon, delta, q, steps, accountant=p.accountant))
+    accountant = make_accountant(p.accountant)
     accountant.step(noise_multiplier=sigma, sample_rate=q, steps=steps)
     eps, order = accountant.get_epsilon_and_order(delta)
     return PrivacyPlan(noise_multiplier=sigma, sample_rate=q, steps=steps, delta=delta, num_examples=num_examples,
                        target_epsilon=p.epsilon, planned_epsilon=float(eps), order=float(order),
-                       max_grad_norm=p.max_grad_norm, seed=r.seed)
+                       max_grad_norm=p.max_grad_norm, seed=r.seed, accountant=p.accountant)
 
 
 def load_splits(config: TrainConfig):
@@ -221,7 +226,7 @@ def build_run(config: TrainConfig, datasets=None) -> Run:
                                                                min_dim=z.min_dim)
     step = DPStep(model, train_data, noise_multiplier=plan.noise_multiplier, max_grad_norm=p.max_grad_norm,
                   sample_rate=plan.sample_rate, optimizer=make_optimizer(o.optimizer, o.lr, **optimizer_kw),
-                  streams=streams, accountant=RDPAccountant(), delta=plan.delta,
+                  streams=streams, accountant=make_accountant(p.accountant), delta=plan.delta,
                   max_physical_batch=r.max_physical_batch, clip_method=p.clip_method, denoise=denoise,
                   keep_intermediates=False, diagnostics=r.diagnostics)
     notes = {"train": train_set.notes, "eval": {} if eval_set is None else eval_set.notes,
@@ -255,7 +260,7 @@ def restore_checkpoint(run: Run, run_dir: RunDir, log) -> int:
         run.model.params[name] = xp.asarray(value, dtype=run.model.params[name].dtype)
     run.step.optimizer.load_state_dict(state["optimizer"], like=run.model.params)
     run.streams.load_state_dict(state["streams"])
-    run.step.accountant = RDPAccountant.from_state_dict(state["accountant"])
+    run.step.accountant = type(run.step.accountant).from_state_dict(state["accountant"])
     run.step.steps_done = state["step"]
     run.step.extra_charged_steps = int(state["extra"].get("extra_charged_steps", 0))
     return state["step"]
@@ -364,7 +369,7 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
     summary = {
         "epsilon": float(epsilon), "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
         "sample_rate": plan.sample_rate, "steps": step.steps_done, "planned_steps": plan.steps,
-        "rdp_order": float(order), "target_epsilon": plan.target_epsilon,
+        "rdp_order": float(order), "accountant_name": plan.accountant, "target_epsilon": plan.target_epsilon,
         "max_grad_norm": plan.max_grad_norm, "expected_batch_size": config.run.batch_size,
         "train_examples": plan.num_examples, "adjacency": "add/remove one example",
         "final_eval": last_eval, "denoise": config.denoise.denoise,
@@ -377,7 +382,7 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
         "accountant": step.accountant.state_dict(),
     }
     log(f"spent: ε = {summary['epsilon']:.4f} at δ = {plan.delta:.3g} after {step.steps_done} steps "
-        f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, RDP order {order:g}; "
+        f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, {plan.accountant.upper()} accountant; "
         f"example-level, add/remove-one adjacency)")
     if run_dir is not None:
         if config.run.save_model:  # LoRA: a PEFT adapter, or with --merge-lora a plain model with B A merged
@@ -415,7 +420,7 @@ def _interrupted(signum: int, steps_done: int, run_dir) -> RunInterrupted:
 
 def _would_overspend(accountant, plan: PrivacyPlan) -> bool:
     """True if one more step (σ, q) would take ε above the target (the run's hard cap)."""
-    trial = RDPAccountant.from_state_dict(accountant.state_dict())
+    trial = type(accountant).from_state_dict(accountant.state_dict())
     trial.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, steps=1)
     return trial.get_epsilon(plan.delta) > plan.target_epsilon * (1 + 1e-12)
 

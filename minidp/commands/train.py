@@ -11,6 +11,7 @@ from minidp.config import (CLIP_METHODS, DENOISE_METHODS, DENOISERS, FALLBACKS, 
                            TrainConfig)
 from minidp.backend import resolve_device
 from minidp.errors import ConfigError
+from minidp.privacy import ACCOUNTANTS
 from minidp.rundir import RunDir
 from minidp.train import train
 
@@ -74,7 +75,11 @@ def add_parser(subparsers) -> None:
                    "δ well below 1/N, so N·δ = N^-0.1 < 1; the statement prints N·δ)")
     p.add_argument("--noise-multiplier", type=float, default=None, help="σ, instead of calibrating from ε")
     p.add_argument("--clip", type=float, default=1.0, help="C: per-example gradient norm bound")
-    p.add_argument("--clip-method", default="flat", choices=CLIP_METHODS)
+    p.add_argument("--clip-method", default="flat", choices=CLIP_METHODS,
+                   help="flat: min(1, C/‖g‖); automatic: C/(‖g‖ + 0.01)")
+    p.add_argument("--accountant", default="rdp", choices=ACCOUNTANTS,
+                   help="rdp: Rényi DP (Mironov et al. 2019); pld: privacy loss distribution (tighter: a smaller σ "
+                   "for the same ε; docs/accountant.md)")
 
     o = parser.add_argument_group("optimisation")
     length = o.add_mutually_exclusive_group()
@@ -137,7 +142,7 @@ def config_from_args(args) -> TrainConfig:
                         label_column=args.label_column, eval_fraction=args.eval_fraction,
                         eval_limit=args.eval_limit),
         privacy=PrivacyConfig(epsilon=epsilon, delta=args.delta, noise_multiplier=args.noise_multiplier,
-                              max_grad_norm=args.clip, clip_method=args.clip_method),
+                              max_grad_norm=args.clip, clip_method=args.clip_method, accountant=args.accountant),
         optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                           momentum=args.momentum, warmup_fraction=args.warmup),
         denoise=DenoiseConfig(denoise=args.denoise, kappa=args.kappa, norm_correction=args.norm_correction,
@@ -204,7 +209,7 @@ def _args_of(config: TrainConfig, defaults: dict) -> dict:
             "eval_file": d.eval_file, "text_column": d.text_column, "text_pair_column": d.text_pair_column,
             "label_column": d.label_column, "eval_fraction": d.eval_fraction, "eval_limit": d.eval_limit,
             "epsilon": p.epsilon, "delta": p.delta, "noise_multiplier": p.noise_multiplier,
-            "clip": p.max_grad_norm, "clip_method": p.clip_method, "epochs": r.epochs, "steps": r.steps,
+            "clip": p.max_grad_norm, "clip_method": p.clip_method, "accountant": p.accountant, "epochs": r.epochs, "steps": r.steps,
             "batch_size": r.batch_size, "max_physical_batch": r.max_physical_batch, "optimizer": o.optimizer,
             "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum, "warmup": o.warmup_fraction,
             "denoise": z.denoise, "kappa": z.kappa, "norm_correction": z.norm_correction, "fallback": z.fallback,

@@ -147,9 +147,10 @@ def test_no_noise_gives_a_large_lower_bound():
 def test_unclipped_canaries_of_norm_10C_are_reported_as_a_violation():
     result = audit_gaussian(epsilon=2.0, seed=0, runs=200, canary_norm=10.0, clip=False)
     assert result.violation and result.epsilon_lower > 2.0
-    dpsgd = audit_dpsgd(epsilon=2.0, seed=0, runs=2, steps=4, canaries=300, canary_norm=10.0, clip=False)
+    sigma = get_noise_multiplier(2.0, 1e-5, 0.5, 4, accountant="pld")
+    dpsgd = audit_dpsgd(noise_multiplier=sigma, seed=0, runs=2, steps=4, canaries=300, canary_norm=10.0, clip=False)
     assert dpsgd.violation and dpsgd.epsilon_lower > dpsgd.epsilon_accountant
-    clipped = audit_dpsgd(epsilon=2.0, seed=0, runs=2, steps=4, canaries=300, canary_norm=10.0)
+    clipped = audit_dpsgd(noise_multiplier=sigma, seed=0, runs=2, steps=4, canaries=300, canary_norm=10.0)
     assert not clipped.violation
 
 
@@ -204,8 +205,8 @@ def test_cli_text_and_violation_exit_status(capsys):
     code, out, _ = run(capsys, "audit", "--mechanism", "gaussian", "--epsilon", "1", "--no-clip", "--canary-norm",
                        "10", "--runs", "100", "--seed", "0")
     assert code == 1 and "VIOLATION" in out and "NOT clipped" in out
-    code, out, _ = run(capsys, "audit", "--mechanism", "dpsgd", "--epsilon", "3", "--runs", "1", "--steps", "2",
-                       "--canaries", "100", "--seed", "0")
+    code, out, _ = run(capsys, "audit", "--mechanism", "dpsgd", "--noise-multiplier", "2", "--runs", "1", "--steps",
+                       "2", "--canaries", "100", "--seed", "0")
     assert code == 0 and "DP-SGD on model tiny" in out and "epsilon PLD" in out
 
 

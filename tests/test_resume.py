@@ -74,11 +74,8 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("crash_after", [2, 4, 7, 11])
-def test_resume_equals_uninterrupted(assets, reference, tmp_path, monkeypatch, crash_after):
-    """A crash after step k (no checkpoint at the crash) loses the steps since the last checkpoint; the
-    resumed run drops their logged rows, replays them and ends bit for bit like the uninterrupted run."""
-    out = tmp_path / "run"
+def crash_run(monkeypatch, argv, crash_after: int) -> None:
+    """Run `minidp train` and crash (an exception, no checkpoint) just before step ``crash_after + 1``."""
     original = DPStep.__call__
 
     def crashing(self, lr=None):
@@ -88,8 +85,16 @@ def test_resume_equals_uninterrupted(assets, reference, tmp_path, monkeypatch, c
 
     monkeypatch.setattr(DPStep, "__call__", crashing)
     with pytest.raises(Crash):
-        main(train_args(assets, out))
+        main(argv)
     monkeypatch.setattr(DPStep, "__call__", original)
+
+
+@pytest.mark.parametrize("crash_after", [2, 4, 7, 11])
+def test_resume_equals_uninterrupted(assets, reference, tmp_path, monkeypatch, crash_after):
+    """A crash after step k (no checkpoint at the crash) loses the steps since the last checkpoint; the
+    resumed run drops their logged rows, replays them and ends bit for bit like the uninterrupted run."""
+    out = tmp_path / "run"
+    crash_run(monkeypatch, train_args(assets, out), crash_after)
     logged = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in logged) == crash_after  # rows after the checkpoint were logged...
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
@@ -174,17 +179,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_143(assets, tmp_path):
 @pytest.mark.parametrize("damage", ["corrupt", "truncate"])
 def test_damaged_checkpoint_falls_back_to_the_previous(assets, reference, tmp_path, monkeypatch, capsys, damage):
     out = tmp_path / "run"
-    original = DPStep.__call__
-
-    def crashing(self, lr=None):
-        if self.steps_done == 7:
-            raise Crash
-        return original(self, lr)
-
-    monkeypatch.setattr(DPStep, "__call__", crashing)
-    with pytest.raises(Crash):
-        main(train_args(assets, out))
-    monkeypatch.setattr(DPStep, "__call__", original)
+    crash_run(monkeypatch, train_args(assets, out), 7)
     params = out / CHECKPOINT / "params.safetensors"
     data = bytearray(params.read_bytes())
     if damage == "corrupt":
@@ -221,17 +216,7 @@ def test_out_on_an_existing_run_is_refused_and_untouched(assets, tmp_path, capsy
 
 def test_resume_refuses_contradicting_flags_and_allows_harmless_ones(assets, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    original = DPStep.__call__
-
-    def crashing(self, lr=None):
-        if self.steps_done == 4:
-            raise Crash
-        return original(self, lr)
-
-    monkeypatch.setattr(DPStep, "__call__", crashing)
-    with pytest.raises(Crash):
-        main(train_args(assets, out))
-    monkeypatch.setattr(DPStep, "__call__", original)
+    crash_run(monkeypatch, train_args(assets, out), 4)
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -259,16 +244,6 @@ def test_pld_accountant_runs_and_resumes_bit_for_bit(assets, tmp_path, monkeypat
     rdp_sigma = json.loads((ref / "config.json").read_text())["privacy_plan"]["noise_multiplier"]
     assert rdp_sigma > 0
     out = tmp_path / "run"
-    original = DPStep.__call__
-
-    def crashing(self, lr=None):
-        if self.steps_done == 5:
-            raise Crash
-        return original(self, lr)
-
-    monkeypatch.setattr(DPStep, "__call__", crashing)
-    with pytest.raises(Crash):
-        main(train_args(assets, out, "--accountant", "pld"))
-    monkeypatch.setattr(DPStep, "__call__", original)
+    crash_run(monkeypatch, train_args(assets, out, "--accountant", "pld"), 5)
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     assert final_state(out) == final_state(ref)

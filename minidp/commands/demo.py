@@ -142,7 +142,11 @@ class SpectrumWatcher:
         return plot_spectra(panels, path=path) if panels else None
 
 
-def figure_path(args) -> Path:
+def figure_path(args) -> Path | None:
+    """Where the spectrum figure goes; None (with a note) when matplotlib is not installed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        print("demo: no spectrum figure: it needs matplotlib (pip install 'minidp[plot]')")
+        return None
     if args.figure:
         return Path(args.figure)
     return Path(args.out) / "spectrum.png" if args.out else Path("minidp_demo_spectrum.png")
@@ -188,7 +192,8 @@ def run(args) -> int:
     print(f"denoiser: kept {rmt['denoise_kept_total']} singular components in total, in "
           f"{rmt['denoise_steps_with_kept']} of {rmt['steps']} steps (0 kept = the noisy gradient passes "
           f"unchanged: at this batch size the noise bulk hides most of the signal; see docs/denoiser.md)")
-    figure = watcher.write(figure_path(args))
+    path = figure_path(args)
+    figure = None if path is None else watcher.write(path)
     if figure is not None:
         report["spectrum_figure"] = str(figure)
         print(f"spectrum of {watcher.name} (released gradient, Marchenko–Pastur bulk, κ threshold): {figure}")

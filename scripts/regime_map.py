@@ -278,8 +278,13 @@ def write_outputs(result: dict, out: Path, name: str, plots: bool = True) -> lis
     (out / f"{name}.md").write_text(markdown(result, name))
     if plots:
         written += heatmaps(result, out / f"{name}.png")
-        written += spectrum_figures(result, out)
+        written += spectrum_figures(result, out, name)
     return written
+
+
+def spectrum_file(name: str, key: str) -> str:
+    """spectrum_{acts,idle}.png for the default map; NAME_spectrum_{key}.png for another --name."""
+    return f"spectrum_{key}.png" if name == "regime_map" else f"{name}_spectrum_{key}.png"
 
 
 def cell_of(result, eps, b, point):
@@ -336,8 +341,8 @@ def markdown(result: dict, name: str) -> str:
                 for m in above)))
     lines += ["", f"Heatmaps: ![regime map]({name}.png)", ""]
     if "acts" in result["spectra"]:
-        lines.append("Spectra: ![acts](spectrum_acts.png)" + (" ![idle](spectrum_idle.png)"
-                                                               if "idle" in result["spectra"] else ""))
+        lines.append(f"Spectra: ![acts]({spectrum_file(name, 'acts')})" + (
+            f" ![idle]({spectrum_file(name, 'idle')})" if "idle" in result["spectra"] else ""))
     lines += ["", f"JSON twin: `{name}.json` (every cell, every matrix).", ""]
     return "\n".join(lines)
 
@@ -388,7 +393,7 @@ def heatmaps(result: dict, path: Path) -> list[Path]:
     return [path]
 
 
-def spectrum_figures(result: dict, out: Path) -> list[Path]:
+def spectrum_figures(result: dict, out: Path, name: str = "regime_map") -> list[Path]:
     from minidp.plots import plot_spectrum  # noqa: PLC0415
 
     written = []
@@ -400,7 +405,7 @@ def spectrum_figures(result: dict, out: Path) -> list[Path]:
         title = (f"{short_name(spec['matrix'])} ({m}×{n}), step {spec['point']}, ε={spec['epsilon']:g}, "
                  f"B={spec['batch_size']}: {label}")
         written.append(plot_spectrum(np.array(spec["singular_values"]), m=m, n=n, noise_std=spec["noise_std"],
-                                     kappa=result["main_kappa"], path=out / f"spectrum_{key}.png", title=title))
+                                     kappa=result["main_kappa"], path=out / spectrum_file(name, key), title=title))
     return written
 
 

@@ -10,7 +10,12 @@ of ``--repeats``) and its peak memory taken there:
     minidp_nonprivate    model.loss_and_grads                 mean loss, summed gradient (NumPy)
     minidp_dp            model.clipped_grad_sum               one forward + one backward with per-example
                                                               records, ghost/materialised norms chosen per
-                                                              layer by cost, clip, clipped sum (NumPy)
+                                                              layer by cost, clip, clipped sum (NumPy): the
+                                                              bare clipped-gradient part
+    minidp_dpstep        minidp.step.DPStep                   the step training runs, on the same fixed batch
+                                                              (q = 1, so sampling selects all B examples):
+                                                              clipped sum, Gaussian noise, AdamW update, ledger
+    minidp_dpstep_rmt    the same with the fast RMT denoiser (κ = 1.02, norm correction "noisy")
     minidp_materialized  the same step with every linear record's norm taken by materialising its
                          per-example gradients (B, d_out, d_in) (the reference path; embeddings keep the
                          ghost norm: materialising (B, V, C) tables is what makes Opacus' hooks heavy)
@@ -47,6 +52,7 @@ level (``nonprivate_s``, ``dp_s``, ``opacus_s``, ratios, ``peak_mb``) and every 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -71,16 +77,17 @@ MODELS = {
                          type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1),
 }
 FIRST_TOKEN = {"bert": 101, "roberta": 0}  # [CLS] / <s>
-METHODS = ("minidp_nonprivate", "minidp_dp", "minidp_materialized", "torch_nonprivate", "opacus_hooks",
-           "opacus_ghost")
+METHODS = ("minidp_nonprivate", "minidp_dp", "minidp_dpstep", "minidp_dpstep_rmt", "minidp_materialized",
+           "torch_nonprivate", "opacus_hooks", "opacus_ghost")
 DP_METHODS = ("minidp_dp", "minidp_materialized", "opacus_hooks", "opacus_ghost")
 NONPRIVATE_METHODS = ("minidp_nonprivate", "torch_nonprivate")
 HEADLINE = ("minilm", 128)
 QUICK = dict(models="minilm", seq_lens="64", repeats=1, layers=2)
-TARGETS = {  # the issue's targets at the headline setting: (numerator, denominator, at most)
-    "time dp / nonprivate": ("minidp_dp", "minidp_nonprivate", 1.15),
-    "time dp / opacus (hooks)": ("minidp_dp", "opacus_hooks", 0.70),
-    "peak dp / nonprivate": ("minidp_dp", "minidp_nonprivate", 1.20),
+TARGETS = {  # issue 16's targets at the headline setting: (numerator, denominator, at most)
+    "time DPStep / torch nonprivate": ("minidp_dpstep", "torch_nonprivate", 1.0),
+    "time DPStep / opacus ghost": ("minidp_dpstep", "opacus_ghost", 0.6),
+    "time DPStep / minidp nonprivate": ("minidp_dpstep", "minidp_nonprivate", 1.10),
+    "peak DPStep / torch nonprivate": ("minidp_dpstep", "torch_nonprivate", 1.1),
 }
 NUM_LABELS = 2
 
@@ -138,6 +145,40 @@ def materialized_clipped_sum(model, ids, mask, labels, max_grad_norm: float):
     return sums, norms
 
 
+class FixedBatch:
+    """The data interface DPStep reads (len, by_length, batch), serving one fixed batch: with q = 1 every
+    step samples all B examples, so the benchmark times the training step without sampling noise."""
+
+    def __init__(self, ids, mask, labels):
+        self.ids, self.mask, self.labels = ids, mask, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def by_length(self, indices):
+        return indices
+
+    def batch(self, indices) -> dict:
+        return {"input_ids": self.ids[indices], "attention_mask": self.mask[indices], "labels": self.labels[indices]}
+
+
+def dp_step(model, ids, mask, labels, max_grad_norm: float, denoise: bool, seed: int, device: str = "cpu"):
+    """The DPStep training runs (minidp/step.py), over the fixed batch: σ = 1, AdamW, RDP ledger."""
+    from minidp.backend import RandomStreams  # noqa: PLC0415
+    from minidp.optim import make_optimizer  # noqa: PLC0415
+    from minidp.privacy import make_accountant  # noqa: PLC0415
+    from minidp.step import DenoiseSettings, DPStep  # noqa: PLC0415
+
+    streams = RandomStreams(seed=seed, device=device)
+    model.dropout_rng = streams.dropout
+    settings = DenoiseSettings(kappa=1.02, norm_correction="noisy", fallback="noisy", method="fast") if denoise \
+        else None
+    return DPStep(model, FixedBatch(ids, mask, labels), noise_multiplier=1.0, max_grad_norm=max_grad_norm,
+                  sample_rate=1.0, optimizer=make_optimizer("adamw", 1e-4), streams=streams,
+                  accountant=make_accountant("rdp"), delta=1e-5, max_physical_batch=len(labels),
+                  denoise=settings, keep_intermediates=False)
+
+
 def _norm_of(grads: dict) -> float:
     """‖all gradients‖₂, accumulated in float64 chunk by chunk (no temporary the size of a gradient), where
     the gradients live (numpy or cupy); one host copy at the end."""
@@ -163,6 +204,8 @@ def minidp_worker(spec: dict) -> tuple:
     fields = model_fields(spec)
     config, params = init_weights(fields, spec["seed"])
     device = spec.get("device", "cpu")
+    if spec["method"].startswith("minidp_dpstep"):  # DPStep runs in training mode: dropout 0, as for torch
+        config = dataclasses.replace(config, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = SequenceClassifier(config, params, dtype="float32", device=device)
     del params
     ids, mask, labels = make_inputs(fields, spec["batch"], spec["seq_len"], spec["seed"] + 1)  # host, as in training
@@ -171,7 +214,15 @@ def minidp_worker(spec: dict) -> tuple:
     xp = get_xp(device)
     synchronize = xp.cuda.Device().synchronize if device == "cuda" else (lambda: None)
 
+    dpstep = dp_step(model, ids, mask, labels, C, denoise=method == "minidp_dpstep_rmt", seed=spec["seed"],
+                     device=device) \
+        if method.startswith("minidp_dpstep") else None
+
     def step():
+        if dpstep is not None:  # the norm reported: of the per-example gradient norms (the update is noisy)
+            record = dpstep()
+            synchronize()
+            return float(np.linalg.norm(record.per_example_norms))
         if method == "minidp_nonprivate":
             _, grads = model.loss_and_grads(ids, mask, labels)
         elif method == "minidp_dp":
@@ -391,6 +442,11 @@ def ratios(results: dict) -> dict:
     t, m = _seconds, _peak
     return {
         "time_dp_over_nonprivate": _div(t(results, "minidp_dp"), t(results, "minidp_nonprivate")),
+        "time_dpstep_over_nonprivate": _div(t(results, "minidp_dpstep"), t(results, "minidp_nonprivate")),
+        "time_dpstep_over_torch_nonprivate": _div(t(results, "minidp_dpstep"), t(results, "torch_nonprivate")),
+        "time_dpstep_over_opacus_ghost": _div(t(results, "minidp_dpstep"), t(results, "opacus_ghost")),
+        "time_dpstep_rmt_over_dpstep": _div(t(results, "minidp_dpstep_rmt"), t(results, "minidp_dpstep")),
+        "peak_dpstep_over_torch_nonprivate": _div(m(results, "minidp_dpstep"), m(results, "torch_nonprivate")),
         "time_dp_over_opacus_hooks": _div(t(results, "minidp_dp"), t(results, "opacus_hooks")),
         "time_dp_over_opacus_ghost": _div(t(results, "minidp_dp"), t(results, "opacus_ghost")),
         "time_materialized_over_dp": _div(t(results, "minidp_materialized"), t(results, "minidp_dp")),
@@ -439,6 +495,7 @@ def summary(args, settings: list) -> dict:
             "headline_setting": {"model": head["model"], "seq_len": head["seq_len"], "batch": head["batch"],
                                  "layers": head["layers"], "vocab": head["vocab"]},
             "nonprivate_s": _seconds(res, "minidp_nonprivate"), "dp_s": _seconds(res, "minidp_dp"),
+            "dpstep_s": _seconds(res, "minidp_dpstep"), "dpstep_rmt_s": _seconds(res, "minidp_dpstep_rmt"),
             "materialized_s": _seconds(res, "minidp_materialized"), "opacus_s": _seconds(res, "opacus_hooks"),
             "opacus_ghost_s": _seconds(res, "opacus_ghost"), "torch_nonprivate_s": _seconds(res, "torch_nonprivate"),
             "ratio_dp_nonprivate": head["ratios"]["time_dp_over_nonprivate"],

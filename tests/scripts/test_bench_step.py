@@ -90,7 +90,50 @@ def test_ratios_and_targets(bench):
     assert r["time_dp_over_opacus_hooks"] == pytest.approx(0.55)
     assert r["time_dp_over_opacus_ghost"] is None
     assert r["peak_dp_over_nonprivate"] == pytest.approx(1.1)
-    t = bench.targets(res)
-    assert all(v["met"] for v in t.values())
-    res["minidp_dp"] = ok(3.0, 130.0)
+    res.update(minidp_dpstep=ok(2.1, 105.0), torch_nonprivate=ok(2.2, 100.0), opacus_ghost=ok(4.0, 300.0))
+    t = bench.targets(res)  # issue 16: DPStep vs torch non-private, Opacus ghost, minidp non-private
+    assert all(v["met"] for v in t.values()), t
+    assert bench.ratios(res)["time_dpstep_over_torch_nonprivate"] == pytest.approx(2.1 / 2.2)
+    res["minidp_dpstep"] = ok(3.0, 130.0)
     assert not any(v["met"] for v in bench.targets(res).values())
+
+
+def test_benchmark_and_training_go_through_the_one_clipping_function(bench, tmp_path, monkeypatch):
+    """Issue 16: one clipping path. A counting wrapper replaces clip_and_sum wherever it is looked up;
+    the benchmark's DP methods (bare clipped sum and DPStep) and a real `train()` run must all hit it."""
+    import minidp.privacy.clipping as clipping
+    import minidp.step
+    import models.roberta
+    from minidp.config import DataConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig, TrainConfig
+    from minidp.train import train
+    from tests.fixtures import write_tiny_bert, write_tiny_tsv
+
+    calls = {"n": 0}
+    real = clipping.clip_and_sum
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    users = [m for m in (minidp.step, models.roberta) if getattr(m, "clip_and_sum", None) is real]
+    assert users == [minidp.step, models.roberta]  # the two places that clip: both import the one function
+    monkeypatch.setattr(clipping, "clip_and_sum", counting)
+    for module in users:
+        monkeypatch.setattr(module, "clip_and_sum", counting)
+
+    for method in ("minidp_dp", "minidp_dpstep", "minidp_dpstep_rmt"):
+        step, _ = bench.minidp_worker({**TINY, "method": method})
+        before = calls["n"]
+        assert np.isfinite(step())
+        assert calls["n"] > before, method
+
+    model_dir = write_tiny_bert(tmp_path / "model")
+    tsv = write_tiny_tsv(tmp_path / "train.tsv", 64)
+    before = calls["n"]
+    train(TrainConfig(model=ModelConfig(path=str(model_dir), max_length=16),
+                      data=DataConfig(task="csv", train_file=str(tsv), text_column="sentence", label_column="label"),
+                      privacy=PrivacyConfig(epsilon=None, noise_multiplier=1.0, max_grad_norm=1.0),
+                      optim=OptimConfig(optimizer="adamw", lr=1e-3),
+                      run=RunConfig(steps=2, batch_size=16, max_physical_batch=8, seed=0, progress=False,
+                                    save_model=False)), log=lambda *a: None)
+    assert calls["n"] >= before + 2  # at least one virtual batch per step

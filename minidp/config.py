@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from minidp.backend import default_device
 from minidp.data import TASKS
-from minidp.denoise.rmt import DEFAULT_KAPPA, FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
+from minidp.denoise.gradients import DenoiseSettings
+from minidp.denoise.rmt import FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
 from minidp.errors import ConfigError
 from minidp.optim import OPTIMIZERS
 from minidp.privacy.accountant import ACCOUNTANTS
@@ -74,13 +75,17 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class DenoiseConfig:
+class DenoiseConfig(DenoiseSettings):
+    """The denoiser's settings (``DenoiseSettings``: κ, norm correction, fallback, method, min_dim) and whether
+    training uses it at all."""
+
     denoise: str = "none"  # "none" | "rmt"
-    kappa: float = DEFAULT_KAPPA  # keep singular values above kappa · s(√m + √n); 1.02, the paper's value
-    norm_correction: str = "noisy"  # noisy | estimate | none
-    fallback: str = "noisy"  # when nothing is kept: noisy (unchanged) | zero
-    method: str = "fast"  # exact SVD | fast (top-k)
-    min_dim: int = 0  # skip matrices whose smaller side is below this, e.g. 3 skips a 2×d head (0: none)
+
+    def settings(self) -> DenoiseSettings | None:
+        """What DPStep takes: the settings, or None for plain DP-SGD."""
+        if self.denoise == "none":
+            return None
+        return DenoiseSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DenoiseSettings)})
 
 
 @dataclass(frozen=True)

@@ -30,24 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from minidp.backend import array_module, device_of, generator_device, to_host
-from minidp.denoise import denoise_gradients
-from minidp.denoise.rmt import DEFAULT_KAPPA
 from minidp.denoise.diagnostics import alignment
+from minidp.denoise.gradients import DenoiseSettings, denoise_gradients
 from minidp.errors import ConfigError
 from minidp.privacy.clipping import clip_and_sum
 from minidp.privacy.mechanism import add_noise, noise_std_of_average
 from minidp.privacy.sampling import poisson_sample, virtual_batches
-
-
-@dataclass
-class DenoiseSettings:
-    """How (and whether) the released gradient is denoised; see minidp.denoise.rmt_denoise."""
-
-    kappa: float = DEFAULT_KAPPA  # 1.02, the paper's value (arXiv 2510.01137); docs/denoiser.md
-    norm_correction: str = "noisy"
-    fallback: str = "noisy"
-    method: str = "fast"
-    min_dim: int = 0  # skip matrices whose smaller side is below this (0: denoise every 2-D linear weight)
 
 
 @dataclass

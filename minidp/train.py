@@ -47,7 +47,7 @@ from minidp.optim import linear_schedule, make_optimizer
 from minidp.plots import plot_run  # imports matplotlib (optional) only when called
 from minidp.privacy import get_noise_multiplier, make_accountant
 from minidp.rundir import OUTPUT_PRIVACY, RunDir, params_fingerprint
-from minidp.step import DenoiseSettings, DPStep
+from minidp.step import DPStep
 from models.hf import load_pretrained, read_config, save_pretrained
 from models.roberta import EncoderConfig
 
@@ -221,9 +221,7 @@ def build_run(config: TrainConfig, datasets=None) -> Run:
     optimizer_kw = {"weight_decay": o.weight_decay}
     if o.optimizer == "sgd":
         optimizer_kw["momentum"] = o.momentum
-    denoise = None if z.denoise == "none" else DenoiseSettings(kappa=z.kappa, norm_correction=z.norm_correction,
-                                                               fallback=z.fallback, method=z.method,
-                                                               min_dim=z.min_dim)
+    denoise = z.settings()  # None: plain DP-SGD
     step = DPStep(model, train_data, noise_multiplier=plan.noise_multiplier, max_grad_norm=p.max_grad_norm,
                   sample_rate=plan.sample_rate, optimizer=make_optimizer(o.optimizer, o.lr, **optimizer_kw),
                   streams=streams, accountant=make_accountant(p.accountant), delta=plan.delta,

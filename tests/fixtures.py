@@ -31,7 +31,8 @@ def write_tiny_bert(folder, *, hidden=16, layers=2, heads=2, intermediate=32, se
                     init_std=0.02) -> Path:
     """A random BERT sequence classifier in HF format (config.json, model.safetensors, vocab.txt)."""
     from models.hf import save_pretrained
-    from models.roberta import EncoderConfig, SequenceClassifier, init_params
+    from models.config import EncoderConfig, init_params
+    from models.roberta import SequenceClassifier
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ import pytest
 from minidp.backend import BackendError, RandomStreams, device_of, generator_device, get_xp, to_host
 from minidp.config import ModelConfig
 from models import load_pretrained
-from models.roberta import EncoderConfig, SequenceClassifier, init_params
+from models.config import EncoderConfig, init_params
+from models.roberta import SequenceClassifier
 from tests.fixtures import write_tiny_bert
 
 TINY = EncoderConfig(model_type="bert", vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,

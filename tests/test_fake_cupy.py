@@ -18,7 +18,8 @@ from minidp.errors import ConfigError
 from minidp.optim import make_optimizer
 from minidp.privacy import RDPAccountant
 from minidp.step import DPStep
-from models.roberta import EncoderConfig, SequenceClassifier, init_params
+from models.config import EncoderConfig, init_params
+from models.roberta import SequenceClassifier
 from tests import fake_cupy
 from tests.fixtures import RandomTokens
 

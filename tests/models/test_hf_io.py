@@ -11,7 +11,8 @@ from safetensors.numpy import load_file, save_file
 from minidp.backend import to_host
 from minidp.errors import ConfigError, DataError
 from models import load_pretrained, save_pretrained
-from models.roberta import EncoderConfig, SequenceClassifier, init_params, param_shapes
+from models.config import EncoderConfig, init_params, param_shapes
+from models.roberta import SequenceClassifier
 
 CONFIG = dict(model_type="bert", vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
               intermediate_size=12, max_position_embeddings=10, type_vocab_size=2, layer_norm_eps=1e-12,

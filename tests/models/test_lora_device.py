@@ -5,7 +5,8 @@ import numpy as np
 
 from minidp.backend import to_host
 from models.lora import LoraSpec, init_factors
-from models.roberta import EncoderConfig, SequenceClassifier, init_params, lora_param_shapes
+from models.config import EncoderConfig, init_params, lora_param_shapes
+from models.roberta import SequenceClassifier
 from tests.nn.gradcheck import rel_err
 
 

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidp.backend import to_host
-from models.roberta import EncoderConfig, SequenceClassifier, init_params
+from models.config import EncoderConfig, init_params
+from models.roberta import SequenceClassifier
 
 CONFIG = EncoderConfig(model_type="roberta", vocab_size=50, hidden_size=16, num_hidden_layers=1,
                        num_attention_heads=2, intermediate_size=24, max_position_embeddings=20,

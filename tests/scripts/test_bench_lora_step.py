@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.roberta import EncoderConfig, param_shapes
+from models.config import EncoderConfig, param_shapes
 from tests.fixtures import write_tiny_bert
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_lora_step.py"

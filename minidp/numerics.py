@@ -12,9 +12,10 @@ def softmax(x, axis: int = -1):
     """softmax(x)_j = exp(x_j − m) / Σ_k exp(x_k − m), m = max_k x_k (shifting by m changes nothing and
     keeps every exponent ≤ 0, so nothing overflows)."""
     xp = array_module(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    e = xp.exp(shifted)
-    return e / e.sum(axis=axis, keepdims=True)
+    e = x - x.max(axis=axis, keepdims=True)  # one new array, then updated in place: the same arithmetic as
+    xp.exp(e, out=e)  # e = exp(x − m); e / Σe, without two more temporaries of the input's size
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def logsumexp(x, axis: int = -1, keepdims: bool = False):

@@ -12,7 +12,9 @@ from minidp.numerics import softmax as _stable_softmax
 
 
 def gelu_forward(x):
-    cdf = 0.5 * (1.0 + erf(x * INV_SQRT2))  # Φ(x), (same shape as x)
+    cdf = erf(x * INV_SQRT2)  # Φ(x) = ½(1 + erf(x/√2)), built in place (same shape as x)
+    cdf += 1.0
+    cdf *= 0.5
     return x * cdf, (x, cdf)  # cache: the input and Φ(x)
 
 
@@ -20,8 +22,14 @@ def gelu_backward(cache, dy):
     """d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π)."""
     x, cdf = cache
     xp = array_module(x)
-    pdf = xp.exp(-0.5 * x * x) * INV_SQRT_2PI
-    return dy * (cdf + x * pdf)
+    g = x * x  # one temporary, updated in place: g = dy · (Φ(x) + x φ(x))
+    g *= -0.5
+    xp.exp(g, out=g)
+    g *= INV_SQRT_2PI  # φ(x)
+    g *= x
+    g += cdf
+    g *= dy
+    return g
 
 
 def tanh_forward(x):

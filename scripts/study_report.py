@@ -164,7 +164,8 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "lr": plan["variables"].get("lr"), "trainable": plan["variables"].get("trainable"),
         "accountant": plan["variables"].get("accountant", "rdp"),
         "seeds": {arm: sorted(r["seed"] for r in rs) for arm, rs in finished.items()},
-        "seeds_started": {arm: sorted(r["seed"] for r in rs) for arm, rs in arms.items()},
+        "seeds_started": {arm: sorted(r["seed"] for r in rs if r["finished"] or r.get("steps_logged"))
+                          for arm, rs in arms.items() if any(r["finished"] or r.get("steps_logged") for r in rs)},
         "incomplete": len(base) < MIN_SEEDS or len(den) < MIN_SEEDS,
         "best_baseline_accuracy": best, "checkpoint_steps": checkpoints,
         "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
@@ -255,7 +256,7 @@ def setting_markdown(r: dict, name: str) -> str:
              f"Status: {status}  ",
              f"Command (regenerates this report from finished runs): `{r['command']} --report-only`  ",
              f"Model: {r['model']}; expected batch {r['batch_size']}; {r['planned_steps']} steps; σ = "
-             f"{fmt(r['noise_multiplier'])}; δ = {fmt(r['delta'], 3)}; ε spent {fmt(r['epsilon_spent'], 3)} "
+             f"{fmt(r['noise_multiplier'])}; δ = {r['delta']:.3g}; ε spent {fmt(r['epsilon_spent'], 3)} "
              f"({r['accountant']}); lr {r['lr']}; trainable {r['trainable']}. Noise, batches and dropout are reproducible from each run's "
              f"--seed.  ",
              f"Machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}).  ",

@@ -151,10 +151,67 @@ def lr_search_runs(plan: dict, runs_dir: Path) -> list[RunSpec]:
     return runs
 
 
+def arm_search_runs(plan: dict, runs_dir: Path, arm_name: str) -> list[RunSpec]:
+    """The learning-rate search of one arm (plan["arm_searches"][arm]): that arm's flags at each lr on the
+    search's validation setting, RUNS_DIR/<setting>/<arm>_lr<lr>/seed<k>."""
+    search = plan["arm_searches"][arm_name]
+    if "same_as" in search:  # this arm takes another arm's choice (e.g. ft + RMT uses ft's lr): no runs
+        return []
+    setting, arm = plan["settings"][search["setting"]], plan["arms"][arm_name]
+    runs = []
+    for lr in search["lrs"]:
+        candidate = {"lr": lr}
+        variables = {**plan["variables"], "lr": lr}
+        if search.get("steps_variable"):
+            variables.setdefault(search["steps_variable"], plan["variables"].get(search["steps_variable"]))
+        flags = fill(plan["common"] + setting["flags"] + arm["flags"] + ["--lr", "{lr}"], variables)
+        flags += accountant_flags(variables)
+        label = candidate_label(candidate)
+        runs.append(RunSpec(phase="lr_search", setting=search["setting"], arm=f"{arm_name}_{label}",
+                            seed=int(search.get("seed", 0)),
+                            path=runs_dir / search["setting"] / f"{arm_name}_{label}" / f"seed{search.get('seed', 0)}",
+                            flags=flags, runner=arm.get("runner", "minidp"), role="lr_search",
+                            meta={"candidate": candidate, "task": setting["task"], "epsilon": setting["epsilon"],
+                                  "search_arm": arm_name}))
+    return runs
+
+
+def chosen_arm_lrs(plan: dict, runs_dir: Path) -> dict:
+    """{arm: (its search's winner {"lr": ...} or None, the record)} for every arm with its own search; the
+    rule is the shared search's (highest final validation accuracy, ties: the smaller lr, a floor)."""
+    out = {}
+    searches = plan.get("arm_searches") or {}
+    for arm_name, search in searches.items():
+        if "same_as" in search:
+            continue
+        results = []
+        for spec in arm_search_runs(plan, runs_dir, arm_name):
+            summary = read_summary(spec.path)
+            accuracy = None if summary is None else (summary.get("final_eval") or {}).get("accuracy")
+            results.append((spec.meta["candidate"], accuracy))
+        record = {"validation_accuracy": {candidate_label(c): a for c, a in results}, "lr": None, "chosen": None}
+        if results and all(a is not None for _, a in results):
+            best = max(a for _, a in results)
+            floor = search.get("min_accuracy")
+            if floor is not None and best < float(floor):
+                record["blocked"] = f"no lr reached the validation floor {floor:g} (best {best:.4f})"
+            else:
+                winner = min((c for c, a in results if a == best), key=lambda c: c["lr"])
+                record.update(lr=winner["lr"], chosen=dict(winner),
+                              rule="highest final validation accuracy (ties: the smaller learning rate)")
+        out[arm_name] = (record["chosen"], record)
+    for arm_name, search in searches.items():
+        if "same_as" in search:
+            chosen, record = out[search["same_as"]]
+            out[arm_name] = (chosen, {**record, "same_as": search["same_as"]})
+    return out
+
+
 def planned_runs(plan: dict, runs_dir: Path, chosen: dict | None) -> list[RunSpec]:
     """Every run of the plan in priority order: the search, then the phases (``chosen``: the search's winner,
     whose variables, e.g. {lr}, fill the later runs' flags; None leaves them waiting)."""
     runs = lr_search_runs(plan, runs_dir)
+    arm_chosen = chosen_arm_lrs(plan, runs_dir)
     variables = dict(plan["variables"])
     if chosen is not None:
         variables.update({k: v for k, v in chosen.items() if k != "tag"})
@@ -165,10 +222,18 @@ def planned_runs(plan: dict, runs_dir: Path, chosen: dict | None) -> list[RunSpe
                 setting = plan["settings"][setting_name]
                 for arm_name in phase["arms"]:
                     arm = plan["arms"][arm_name]
+                    for search_spec in arm_search_runs(plan, runs_dir, arm_name) if arm_name in arm_chosen else []:
+                        if search_spec.name not in seen:  # an arm's own search comes just before its first run
+                            seen.add(search_spec.name)
+                            runs.append(search_spec)
+                    arm_variables = variables
+                    if arm_name in arm_chosen:  # its own search: its lr, or {lr} stays open until chosen
+                        arm_variables = {k: v for k, v in variables.items() if k != "lr"}
+                        arm_variables.update(arm_chosen[arm_name][0] or {})
                     spec = RunSpec(phase=phase["name"], setting=setting_name, arm=arm_name, seed=int(seed),
                                    path=runs_dir / setting_name / arm_name / f"seed{seed}",
-                                   flags=fill(plan["common"] + setting["flags"] + arm["flags"], variables)
-                                   + accountant_flags(variables), runner=arm.get("runner", "minidp"),
+                                   flags=fill(plan["common"] + setting["flags"] + arm["flags"], arm_variables)
+                                   + accountant_flags(arm_variables), runner=arm.get("runner", "minidp"),
                                    role=arm.get("role", "ablation"),
                                    meta={"task": setting["task"], "epsilon": setting["epsilon"]})
                     if spec.name not in seen:
@@ -202,6 +267,15 @@ def chosen_lr(plan: dict, runs_dir: Path) -> tuple[dict | None, dict]:
                   chosen_label=candidate_label(winner),
                   rule="highest final validation accuracy (ties: the smaller learning rate)")
     return record["chosen"], record
+
+
+def search_record(plan: dict, runs_dir: Path) -> dict:
+    """The shared search's record, with each arm's own search under "arms" (for the reports)."""
+    record = dict(chosen_lr(plan, runs_dir)[1])
+    arms = chosen_arm_lrs(plan, runs_dir)
+    if arms:
+        record["arms"] = {arm: rec for arm, (_, rec) in arms.items()}
+    return record
 
 
 def search_floor(plan: dict):
@@ -333,7 +407,7 @@ def main(argv=None) -> int:
     if args.report_only:
         for path in study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
                                                runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
-                                               lr_record=chosen_lr(plan, runs_dir)[1]):
+                                               lr_record=search_record(plan, runs_dir)):
             print(path)
         return 0
     holder = None if args.dry_run else lock(runs_dir)
@@ -365,7 +439,7 @@ def main(argv=None) -> int:
             print(f"study: {spec.name} exited {rc}", flush=True)
             study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
                                        runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
-                                       lr_record=chosen_lr(plan, runs_dir)[1])
+                                       lr_record=search_record(plan, runs_dir))
             if interrupt.signum:
                 break
             if rc != 0 and not (spec.path / "summary.json").exists():

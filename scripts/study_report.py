@@ -171,6 +171,7 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
         "final_accuracy_stats": {}, "wins_at": {}, "paired_final": None, "paired_at": {},
         "mean_curve": {}, "gain_curve_non_private": {}, "step_seconds": {}, "wall_seconds": {},
+        "trainable_parameters": {}, "lr_per_arm": {},
         "denoiser_activity": {},
         "command": command, "run_commands": {r["name"]: r["command"] for rs in arms.values() for r in rs},
         "noise_reproducible_from_seed": True,
@@ -191,6 +192,8 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         if gsteps and arm != "baseline":
             report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
         report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
+        report["trainable_parameters"][key] = rs[0]["summary"].get("trainable_parameters")  # older runs: None
+        report["lr_per_arm"][key] = rs[0]["summary"].get("lr")
         if any(r["kept"] for r in rs):
             active = [[s for s, k in r["kept"].items() if k > 0] for r in rs]
             report["denoiser_activity"][key] = {
@@ -263,12 +266,14 @@ def setting_markdown(r: dict, name: str) -> str:
              f"Finished seeds: {r['seeds']}; started: {r['seeds_started']}.", ""]
     arms = list(r["final_accuracy_stats"])
     lines += ["## Final accuracy (reported evaluation set)", "", "| arm | final accuracy mean ± sd | per seed | "
-              "mean s/step | wall s per run |", "|---|---|---|---|---|"]
+              "mean s/step | wall s per run | trainable parameters | lr |", "|---|---|---|---|---|---|---|"]
     for arm in arms:
+        params = (r.get("trainable_parameters") or {}).get(arm)
         lines.append(f"| {arm} | {fmt_stats(r['final_accuracy_stats'][arm])} | "
                      f"{', '.join(fmt(v) for v in r['final_accuracy'][arm])} | "
                      f"{fmt_stats(r['step_seconds'].get(arm, {}))} | "
-                     f"{', '.join(f'{w:.0f}' for w in r['wall_seconds'].get(arm, []))} |")
+                     f"{', '.join(f'{w:.0f}' for w in r['wall_seconds'].get(arm, []))} | "
+                     f"{params if params is not None else '—'} | {(r.get('lr_per_arm') or {}).get(arm) or '—'} |")
     if r["denoiser_activity"]:
         lines += ["", "What the denoiser did (release-safe counts from metrics.jsonl):", ""]
         for arm, a in r["denoiser_activity"].items():
@@ -416,8 +421,12 @@ def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
              f"Command: `{command} --report-only`  ",
              f"Rule: {rec.get('rule', 'highest final validation accuracy')}. Chosen: "
              f"{rec.get('chosen') if rec.get('chosen') is not None else 'not yet (runs unfinished)'}.",
-             f"{('**Blocked:** ' + rec['blocked']) if rec.get('blocked') else ''}", "",
-             "| run | finished | final validation accuracy | wall s |", "|---|---|---|---|"]
+             f"{('**Blocked:** ' + rec['blocked']) if rec.get('blocked') else ''}", ""]
+    for arm, arm_rec in (rec.get("arms") or {}).items():
+        lines.append(f"- arm `{arm}` (its own search): chosen "
+                     f"{arm_rec.get('chosen') if arm_rec.get('chosen') is not None else 'not yet'}"
+                     + (f"; **blocked:** {arm_rec['blocked']}" if arm_rec.get("blocked") else ""))
+    lines += ["", "| run | finished | final validation accuracy | wall s |", "|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['name']} | {r['finished']} | {fmt(r['final_accuracy'])} | {r['wall_seconds']:.0f} |")
     return "\n".join(lines) + "\n\nJSON twin: `study_lr.json`.\n"

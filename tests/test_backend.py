@@ -105,3 +105,18 @@ def test_device_problems_are_one_line_exit_2(tmp_path, monkeypatch, capsys):
     assert main([*argv, "--device", "cuda"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("minidp train: error: device='cuda' needs CuPy and an NVIDIA GPU")
+
+
+def test_minidp_num_threads_sets_the_blas_thread_variables_before_numpy_loads():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                             "MKL_NUM_THREADS")}
+    env.update(MINIDP_NUM_THREADS="1", MKL_NUM_THREADS="3")  # an explicit BLAS variable wins
+    code = ("import json, os, minidp, numpy; print(json.dumps({v: os.environ.get(v) for v in "
+            "minidp.BLAS_THREAD_VARIABLES}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"}

@@ -143,3 +143,39 @@ def test_search_floor_blocks_later_runs(reproduce, tmp_path):
     chosen, record = reproduce.chosen_lr(plan, tmp_path)
     assert chosen is None and "0.58" in record["blocked"]
     assert reproduce.unresolved(reproduce.planned_runs(plan, tmp_path, chosen)[-1])
+
+
+def test_an_arm_with_its_own_search_waits_for_it_and_takes_its_lr(reproduce, tmp_path):
+    """Issue 18: per-arm learning rates. An arm named in "arm_searches" gets its own search runs (just before
+    its first run), its runs wait until that search is done and then take its winner; "same_as" shares one;
+    the arms without a search keep the shared winner and the same paths and flags as before."""
+    path = tiny_plan(tmp_path)
+    plan = json.loads(path.read_text())
+    before = {r.name: r.flags for r in reproduce.planned_runs(reproduce.load_plan(path, []), tmp_path / "runs",
+                                                                   {"lr": 0.01})}
+    plan["arms"]["lora"] = {"flags": ["--trainable", "lora", "--lora-rank", "2", "--denoise", "none"]}
+    plan["arms"]["lora_rmt"] = {"flags": ["--trainable", "lora", "--lora-rank", "2", "--denoise", "rmt"]}
+    plan["arm_searches"] = {"lora": {"setting": "val", "seed": 0, "lrs": [0.003, 0.03]},
+                            "lora_rmt": {"same_as": "lora"}}
+    plan["phases"].append({"name": "lora", "settings": ["tiny_eps3"], "arms": ["lora", "lora_rmt"], "seeds": [0]})
+    path.write_text(json.dumps(plan))
+    runs_dir = tmp_path / "runs"
+    loaded = reproduce.load_plan(path, [])
+    runs = reproduce.planned_runs(loaded, runs_dir, {"lr": 0.01})
+    names = [r.name for r in runs]
+    assert {n: r.flags for n, r in zip(names, runs) if n in before} == before  # old runs unchanged
+    assert names[-4:] == ["val/lora_lr0.003/seed0", "val/lora_lr0.03/seed0", "tiny_eps3/lora/seed0",
+                          "tiny_eps3/lora_rmt/seed0"]
+    search = runs[-4]
+    assert search.phase == "lr_search" and search.flags[-2:] == ["--lr", "0.003"]
+    assert reproduce.unresolved(runs[-2]) and reproduce.unresolved(runs[-1])  # waiting: {lr} still open
+    for lr, accuracy in ((0.003, 0.7), (0.03, 0.8)):  # the search finishes: 0.03 wins
+        run_dir = runs_dir / "val" / f"lora_lr{lr:g}" / "seed0"
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps({"final_eval": {"accuracy": accuracy}}))
+    runs = reproduce.planned_runs(loaded, runs_dir, {"lr": 0.01})
+    lora, lora_rmt = runs[-2], runs[-1]
+    assert not reproduce.unresolved(lora) and lora.flags[lora.flags.index("--lr") + 1] == "0.03"
+    assert lora_rmt.flags[lora_rmt.flags.index("--lr") + 1] == "0.03"  # same_as: the lora arm's choice
+    record = reproduce.search_record(loaded, runs_dir)
+    assert record["arms"]["lora"]["lr"] == 0.03 and record["arms"]["lora_rmt"]["same_as"] == "lora"

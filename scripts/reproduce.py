@@ -354,6 +354,7 @@ def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: In
            "wall_seconds": time.time() - started,
            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
            "load_start": load_start[0], "load_end": os.getloadavg()[0],
+           "blas_threads": env.get("OPENBLAS_NUM_THREADS"),
            "finished": (spec.path / "summary.json").exists()}
     with ledger.open("a") as f:
         f.write(json.dumps(row) + "\n")

@@ -100,6 +100,7 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
         "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in attempts)),
         "attempts": len(attempts), "command": attempts[-1]["command"] if attempts else None,
         "load": [r.get("load_start") for r in attempts],
+        "blas_threads": sorted({r.get("blas_threads") or "1" for r in attempts}),  # older rows: reproduce's 1
     }
 
 
@@ -176,6 +177,8 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "command": command, "run_commands": {r["name"]: r["command"] for rs in arms.values() for r in rs},
         "noise_reproducible_from_seed": True,
         "machine": machine(), "load_at_start": {r["name"]: r["load"] for rs in arms.values() for r in rs},
+        "blas_threads": {r["name"]: r.get("blas_threads", ["1"]) for rs in arms.values() for r in rs
+                         if r["attempts"]},
     }
     role_name = {"baseline": "baseline", "rmt": "denoised"}
     for arm, rs in finished.items():
@@ -262,7 +265,9 @@ def setting_markdown(r: dict, name: str) -> str:
              f"{fmt(r['noise_multiplier'])}; δ = {r['delta']:.3g}; ε spent {fmt(r['epsilon_spent'], 3)} "
              f"({r['accountant']}); lr {r['lr']}; trainable {r['trainable']}. Noise, batches and dropout are reproducible from each run's "
              f"--seed.  ",
-             f"Machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}).  ",
+             f"Machine: {r['machine']['platform']}, {r['machine']['cpus']} CPUs ({r['machine']['note']}); BLAS "
+             f"threads per run: {sorted({t for ts in r.get('blas_threads', {}).values() for t in ts}) or '—'} "
+             f"(s/step compares arms only at equal threads).  ",
              f"Finished seeds: {r['seeds']}; started: {r['seeds_started']}.", ""]
     arms = list(r["final_accuracy_stats"])
     lines += ["## Final accuracy (reported evaluation set)", "", "| arm | final accuracy mean ± sd | per seed | "

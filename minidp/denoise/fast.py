@@ -34,8 +34,8 @@ NumPy generator of its own (seeded; post-processing must not touch the DP noise 
 matrices of a stack, and moved to the device, so NumPy and CuPy draw the same Ω.
 
 Dtypes: the products with G run in G's dtype; the small K×K eigenproblems in float64.
-Any module with the NumPy API (numpy, cupy) works: stacked QR is used where the module supports it,
-else a loop over the stack.
+Any module with the NumPy API works (numpy >= 1.24 and cupy >= 13, the supported versions, both have the
+stacked QR used here).
 
 Devices: everything of size m or n stays where G lives. The small K×K eigenproblems are solved on the
 host (NumPy/LAPACK): they are tiny, and on a GPU cuSOLVER's batched Jacobi solver (syevj) is tuned for
@@ -75,11 +75,7 @@ def _T(A):
 
 def _orth(Y):
     """Orthonormal basis of each matrix's columns: (L, m, ℓ) -> (L, m, ℓ), by reduced QR."""
-    xp = array_module(Y)
-    try:
-        Q, _ = xp.linalg.qr(Y, mode="reduced")  # stacked QR: numpy >= 1.22, cupy >= 12
-    except (TypeError, ValueError, NotImplementedError):
-        Q = xp.stack([xp.linalg.qr(y, mode="reduced")[0] for y in Y])
+    Q, _ = array_module(Y).linalg.qr(Y, mode="reduced")  # stacked QR (numpy >= 1.22, cupy >= 12)
     return Q
 
 

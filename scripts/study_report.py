@@ -437,6 +437,9 @@ def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n\nJSON twin: `study_lr.json`.\n"
 
 
+PEER_ARMS = ("opacus",)  # arms that run another implementation of the baseline
+
+
 def finding(r: dict) -> str:
     """One plain sentence per setting, from measured numbers only."""
     head = f"{r['task']} at ε = {r['epsilon']:g} (batch {r['batch_size']}, {r['planned_steps']} steps)"
@@ -450,10 +453,13 @@ def finding(r: dict) -> str:
                else "no difference the seeds can resolve")
     early = r["checkpoint_steps"][0]
     wins = r["wins_at"].get(str(early), {})
+    peers = [f"{arm} (peer implementation) {st['mean']:.4f} ± {st['sd']:.4f} over {st['n']} seeds"
+             for arm, st in r["final_accuracy_stats"].items() if arm not in ("baseline", "denoised")
+             and arm in PEER_ARMS and st.get("n")]
     return (f"- {head}: final accuracy {b['mean']:.4f} ± {b['sd']:.4f} (baseline) vs {d['mean']:.4f} ± "
             f"{d['sd']:.4f} (denoised); paired difference {pd['mean']:+.4f}, 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] "
             f"— {verdict}. At step {early} the denoised run wins {wins.get('denoised_wins')}/{wins.get('seeds')} "
-            f"seeds.")
+            f"seeds." + (f" Final accuracy of {'; '.join(peers)}." if peers else ""))
 
 
 def status_table(loaded: list[dict], runs: list) -> list[str]:

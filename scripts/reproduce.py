@@ -4,6 +4,10 @@
     python scripts/reproduce.py --runs-dir /work/runs/study --report-only   # only regenerate reports/
     python scripts/reproduce.py --runs-dir /work/runs/study --dry-run       # list what it would do
 
+    # after a run directory was lost: continue with the search's outcome pinned, its reports as an archive
+    python scripts/reproduce.py --runs-dir /work/runs/study2 --plan scripts/study_plan_continue.json \
+        --archive reports/study1
+
 The plan (scripts/study_plan.json) names settings (task, ε, data flags), arms (extra CLI flags: baseline,
 RMT, ablations, a peer runner) and phases (which settings × arms × seeds, in priority order). Each run is one
 subprocess, `python -m minidp.cli train ... --out RUNS_DIR/<setting>/<arm>/seed<k> --seed k`, and for it:
@@ -391,6 +395,9 @@ def parse_args(argv=None):
     p.add_argument("--max-runs", type=int, default=None, help="stop after starting this many runs")
     p.add_argument("--phase", action="append", default=None, help="only these phases (default: all, in order)")
     p.add_argument("--python", default=sys.executable, help="interpreter for the runs")
+    p.add_argument("--archive", default=None, metavar="DIR",
+                   help="reports of an earlier run directory that was lost (DIR/ARCHIVE.json says why): its complete "
+                        "settings, search and cost join the findings (e.g. reports/study1)")
     return p.parse_args(argv)
 
 
@@ -408,7 +415,8 @@ def main(argv=None) -> int:
     if args.report_only:
         for path in study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
                                                runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
-                                               lr_record=search_record(plan, runs_dir)):
+                                               lr_record=search_record(plan, runs_dir),
+                                       archive=args.archive):
             print(path)
         return 0
     holder = None if args.dry_run else lock(runs_dir)
@@ -440,7 +448,8 @@ def main(argv=None) -> int:
             print(f"study: {spec.name} exited {rc}", flush=True)
             study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
                                        runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
-                                       lr_record=search_record(plan, runs_dir))
+                                       lr_record=search_record(plan, runs_dir),
+                                       archive=args.archive)
             if interrupt.signum:
                 break
             if rc != 0 and not (spec.path / "summary.json").exists():

@@ -74,3 +74,30 @@ def test_status_table_marks_unfinished(rep):
                                                                                        arm="rmt")]
     table = "\n".join(rep.status_table(loaded, runs))
     assert "| main | s | baseline | 1 / 1 | — |" in table and "seed0 (12)" in table
+
+
+def test_archive_joins_the_findings(rep, tmp_path):
+    """A complete archived setting is stated from the archive; a seed rerun here is set beside its archived
+    result; the archive's search and cost are used where this run directory has none."""
+    runs = [fake_run("baseline", s, {25: 0.70 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
+    runs += [fake_run("rmt", s, {25: 0.75, 50: 0.80 + 0.01 * s}) for s in range(3)]
+    archived = rep.compare_setting("s", PLAN, runs, "old command")
+    archive = tmp_path / "study1"
+    archive.mkdir()
+    (archive / "study_s.json").write_text(__import__("json").dumps(archived))
+    (archive / "study_lr.json").write_text('{"chosen": {"lr": 0.02}, "lr": 0.02, "validation_accuracy": {"lr0.02": 0.7}}')
+    (archive / "ARCHIVE.json").write_text('{"about": "Lost directory.", "finished_runs": 6, "cpu_hours": 1.5, '
+                                          '"wall_hours": 2.0}')
+    kept = rep.read_archive(archive)
+    assert set(kept["settings"]) == {"s"} and kept["lr"]["lr"] == 0.02
+    rerun = rep.compare_setting("s", PLAN, [runs[0], {**runs[3], "final_accuracy": 0.81}], "new command")
+    assert rerun["incomplete"] is True
+    text = rep.readme({}, {"s": rerun}, {}, {"validation_accuracy": {}}, {"finished": 2, "planned": 2,
+                                                                          "cpu_hours": 0.5, "wall_hours": 0.25},
+                      "cmd", None, archive=kept)
+    line = next(x for x in text.splitlines() if x.startswith("- sst2"))
+    assert "INCOMPLETE" not in line and "study1/study_s.md" in line  # stated from the archive
+    assert "baseline seed 0: 0.8000 rerun vs 0.8000 archived" in line
+    assert "denoised seed 0: 0.8100 rerun vs 0.8000 archived" in line
+    assert "study1/study_lr.md" in text and "{'lr': 0.02}" in text
+    assert "2.00 CPU h, 2.25 wall h in all" in text

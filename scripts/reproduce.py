@@ -394,6 +394,9 @@ def parse_args(argv=None):
     p.add_argument("--dry-run", action="store_true", help="print each run's action and command, run nothing")
     p.add_argument("--max-runs", type=int, default=None, help="stop after starting this many runs")
     p.add_argument("--phase", action="append", default=None, help="only these phases (default: all, in order)")
+    p.add_argument("--seed", action="append", type=int, default=None,
+                   help="only these seeds of the phases' runs (default: all; e.g. two study processes on two cores "
+                        "share a phase's seeds)")
     p.add_argument("--python", default=sys.executable, help="interpreter for the runs")
     p.add_argument("--archive", default=None, metavar="DIR",
                    help="reports of an earlier run directory that was lost (DIR/ARCHIVE.json says why): its complete "
@@ -427,6 +430,7 @@ def main(argv=None) -> int:
             lr, lr_record = chosen_lr(plan, runs_dir)
             runs = planned_runs(plan, runs_dir, lr)
             pending = [r for r in runs if (args.phase is None or r.phase in args.phase or r.phase == "lr_search")
+                       and (args.seed is None or r.seed in args.seed or r.phase == "lr_search")
                        and action_for(r) != "finished"]
             if args.dry_run:
                 for r in runs:

@@ -179,3 +179,17 @@ def test_an_arm_with_its_own_search_waits_for_it_and_takes_its_lr(reproduce, tmp
     assert lora_rmt.flags[lora_rmt.flags.index("--lr") + 1] == "0.03"  # same_as: the lora arm's choice
     record = reproduce.search_record(loaded, runs_dir)
     assert record["arms"]["lora"]["lr"] == 0.03 and record["arms"]["lora_rmt"]["same_as"] == "lora"
+
+
+def test_seed_filter_runs_only_those_seeds(reproduce, tmp_path):
+    """--seed K: a second study process can take some seeds of a phase (a plan with its lr pinned, no search)."""
+    plan = json.loads(tiny_plan(tmp_path).read_text())
+    del plan["lr_search"]
+    plan["variables"]["lr"] = 0.01
+    plan["phases"] = [{"name": "main", "settings": ["tiny_eps3"], "arms": ["baseline"], "seeds": [0, 1]}]
+    (tmp_path / "pinned.json").write_text(json.dumps(plan))
+    runs = tmp_path / "runs"
+    assert reproduce.main(["--runs-dir", str(runs), "--plan", str(tmp_path / "pinned.json"), "--reports",
+                           str(tmp_path / "reports"), "--seed", "1"]) == 0
+    assert (runs / "tiny_eps3/baseline/seed1/summary.json").exists()
+    assert not (runs / "tiny_eps3/baseline/seed0").exists()

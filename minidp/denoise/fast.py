@@ -92,6 +92,43 @@ def _gaussian(rng: np.random.Generator, shape, xp, dtype):
     return xp.asarray(rng.standard_normal(shape).astype(dtype))
 
 
+def _grow_gram(H: np.ndarray, H_col: np.ndarray) -> np.ndarray:
+    """H = Wᵀ A W grown by the new block: H (A, K−ℓ, K−ℓ) and its new columns H_col = Wᵀ Y_d (A, K, ℓ) ->
+    (A, K, K); the new rows are the new columns' transpose (H is symmetric)."""
+    A, K, ell = H_col.shape
+    grown = np.empty((A, K, K))
+    grown[:, :K - ell, :K - ell] = H
+    grown[:, :, K - ell:] = H_col
+    grown[:, K - ell:, :K - ell] = _T(H_col[:, :K - ell])
+    return grown
+
+
+def _project_out(Yd_t, Wt, breakdown: float):
+    """The next block's rows before orthonormalisation: X = Y_dᵀ with the basis W projected out twice
+    (classical Gram–Schmidt, reorthogonalised). Yd_t (A, ℓ, n), Wt (A, K, n) -> X (A, ℓ, n), and per matrix
+    1.0 where a row lost all but ``breakdown`` of its norm (the Krylov space stopped growing) else 0.0 (A,)."""
+    xp = array_module(Yd_t)
+    X = Yd_t
+    for _ in range(2):
+        X = X - (X @ _T(Wt)) @ Wt  # (A, ℓ, K) · (A, K, n)
+    scale = xp.sqrt(xp.sum(Yd_t * Yd_t, axis=2, dtype=xp.float64))  # (A, ℓ)
+    left = xp.sqrt(xp.sum(X * X, axis=2, dtype=xp.float64))  # (A, ℓ)
+    return X, xp.any(left <= breakdown * scale, axis=1).astype(xp.float64)
+
+
+def _is_done(c: int, lam, res, prev_lam, threshold: float, tol: float) -> bool:
+    """The stopping rule of one matrix (module docstring), on host values: c Ritz values above τ, the
+    Ritz values λ̃ (K,), the residuals r (p,) of the top p ≥ c + 1 pairs, the Ritz values one depth
+    earlier (K − ℓ,) or None at the first depth."""
+    if c >= lam.shape[0]:  # every Ritz value passes: the space must grow before we can judge
+        return False
+    converged = bool(np.all(res[:c] <= tol * lam[0]))  # the kept triplets converged
+    below = lam[c] + res[c] <= threshold  # the first discarded value sits below τ
+    settled = (prev_lam is not None and c < prev_lam.shape[0]  # ... and has stopped climbing
+               and lam[c] - prev_lam[c] <= 0.5 * (threshold - lam[c]))
+    return bool(converged and below and settled)
+
+
 # ------------------------------------------------------------------------------------------------
 # the top singular triplets of a stack
 # ------------------------------------------------------------------------------------------------
@@ -139,14 +176,7 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
 
         # H = Wᵀ A W (host, float64) grows by one block column (and, by symmetry, row): H[:, new] = Wᵀ Y_d
         H_col = to_host((Wt @ _T(Yd_t)).astype(xp.float64))  # (A, K, ℓ): host copy 1 of this depth
-        if H is None:
-            H = H_col
-        else:
-            grown = np.empty((len(active), K, K))
-            grown[:, :K - ell, :K - ell] = H
-            grown[:, :, K - ell:] = H_col
-            grown[:, K - ell:, :K - ell] = _T(H_col[:, :K - ell])
-            H = grown
+        H = H_col if H is None else _grow_gram(H, H_col)
         theta, Yv = _eigh_desc(0.5 * (H + _T(H)))  # (A, K), (A, K, K) host; Ritz values θ_i = λ̃_i²
         lam_h = np.sqrt(np.maximum(theta, 0.0))  # (A, K)
         count = (lam_h > threshold).sum(axis=1)  # (A,)  c per matrix
@@ -157,12 +187,7 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
         R = yp_t @ Yt - xp.asarray(theta[:, :p, None].astype(dtype)) * (yp_t @ Wt)  # (A, p, n)
         res_sq = xp.sum(R * R, axis=2, dtype=xp.float64)  # (A, p)
         # the next block, before knowing which matrices continue: Y_d with the basis projected out twice
-        X = Yd_t  # (A, ℓ, n)
-        for _ in range(2):
-            X = X - (X @ _T(Wt)) @ Wt  # (A, ℓ, K) · (A, K, n)
-        scale = xp.sqrt(xp.sum(Yd_t * Yd_t, axis=2, dtype=xp.float64))  # (A, ℓ)
-        left = xp.sqrt(xp.sum(X * X, axis=2, dtype=xp.float64))  # (A, ℓ)
-        broke_dev = xp.any(left <= breakdown * scale, axis=1).astype(xp.float64)  # (A,)
+        X, broke_dev = _project_out(Yd_t, Wt, breakdown)  # (A, ℓ, n), (A,)
         both = to_host(xp.concatenate([res_sq, broke_dev[:, None]], axis=1))  # host copy 2 of this depth
         res_h = np.sqrt(both[:, :p]) / np.maximum(lam_h[:, :p], 1e-300)  # (A, p)
         broke = both[:, p] > 0  # (A,) the Krylov space stopped growing
@@ -170,13 +195,7 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
         done = np.zeros(len(active), dtype=bool)
         for a in range(len(active)):
             c = int(count[a])
-            if c >= K:  # every Ritz value passes: the space must grow before we can judge
-                continue
-            converged = bool(np.all(res_h[a, :c] <= tol * lam_h[a, 0]))
-            below = lam_h[a, c] + res_h[a, c] <= threshold
-            settled = (prev_lam is not None and c < prev_lam.shape[1]
-                       and lam_h[a, c] - prev_lam[a, c] <= 0.5 * (threshold - lam_h[a, c]))
-            done[a] = converged and below and settled
+            done[a] = _is_done(c, lam_h[a], res_h[a], None if prev_lam is None else prev_lam[a], threshold, tol)
             if done[a]:
                 y_c = yp_t[a, :c]  # (c, K)
                 V = _T(y_c @ Wt[a])  # (n, c)  v_i = W y_i

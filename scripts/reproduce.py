@@ -397,6 +397,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", action="append", type=int, default=None,
                    help="only these seeds of the phases' runs (default: all; e.g. two study processes on two cores "
                         "share a phase's seeds)")
+    p.add_argument("--arm", action="append", default=None,
+                   help="only these arms of the phases' runs (default: all; e.g. two processes share a phase's arms)")
     p.add_argument("--python", default=sys.executable, help="interpreter for the runs")
     p.add_argument("--archive", default=None, metavar="DIR",
                    help="reports of an earlier run directory that was lost (DIR/ARCHIVE.json says why): its complete "
@@ -431,6 +433,7 @@ def main(argv=None) -> int:
             runs = planned_runs(plan, runs_dir, lr)
             pending = [r for r in runs if (args.phase is None or r.phase in args.phase or r.phase == "lr_search")
                        and (args.seed is None or r.seed in args.seed or r.phase == "lr_search")
+                       and (args.arm is None or r.arm in args.arm or r.phase == "lr_search")
                        and action_for(r) != "finished"]
             if args.dry_run:
                 for r in runs:

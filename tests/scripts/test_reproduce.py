@@ -181,8 +181,9 @@ def test_an_arm_with_its_own_search_waits_for_it_and_takes_its_lr(reproduce, tmp
     assert record["arms"]["lora"]["lr"] == 0.03 and record["arms"]["lora_rmt"]["same_as"] == "lora"
 
 
-def test_seed_filter_runs_only_those_seeds(reproduce, tmp_path):
-    """--seed K: a second study process can take some seeds of a phase (a plan with its lr pinned, no search)."""
+def test_seed_and_arm_filters_run_only_those(reproduce, tmp_path):
+    """--seed K / --arm A: a second study process can take some seeds or arms of a phase (a plan with its lr
+    pinned, no search)."""
     plan = json.loads(tiny_plan(tmp_path).read_text())
     del plan["lr_search"]
     plan["variables"]["lr"] = 0.01
@@ -193,3 +194,9 @@ def test_seed_filter_runs_only_those_seeds(reproduce, tmp_path):
                            str(tmp_path / "reports"), "--seed", "1"]) == 0
     assert (runs / "tiny_eps3/baseline/seed1/summary.json").exists()
     assert not (runs / "tiny_eps3/baseline/seed0").exists()
+    plan["phases"][0]["arms"] = ["baseline", "rmt"]
+    (tmp_path / "pinned.json").write_text(json.dumps(plan))
+    assert reproduce.main(["--runs-dir", str(runs), "--plan", str(tmp_path / "pinned.json"), "--reports",
+                           str(tmp_path / "reports"), "--seed", "1", "--arm", "rmt"]) == 0  # --arm likewise
+    assert (runs / "tiny_eps3/rmt/seed1/summary.json").exists()
+    assert not (runs / "tiny_eps3/rmt/seed0").exists() and not (runs / "tiny_eps3/baseline/seed0").exists()

@@ -176,7 +176,8 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "best_baseline_accuracy": best, "checkpoint_steps": checkpoints,
         "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
         "final_accuracy_stats": {}, "wins_at": {}, "paired_final": None, "paired_at": {},
-        "mean_curve": {}, "gain_curve_non_private": {}, "step_seconds": {}, "wall_seconds": {},
+        "mean_curve": {}, "gain_curve_non_private": {}, "gain_mean_per_seed_non_private": {},
+        "step_seconds": {}, "wall_seconds": {},
         "trainable_parameters": {}, "lr_per_arm": {},
         "denoiser_activity": {},
         "command": command, "run_commands": {r["name"]: r["command"] for rs in arms.values() for r in rs},
@@ -199,6 +200,8 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         gsteps = sorted({s for r in rs for s in r["gain"]})
         if gsteps and arm != "baseline":
             report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
+            report["gain_mean_per_seed_non_private"][key] = [float(np.mean(list(r["gain"].values())))
+                                                             if r["gain"] else None for r in rs]
         report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
         report["trainable_parameters"][key] = rs[0]["summary"].get("trainable_parameters")  # older runs: None
         report["lr_per_arm"][key] = rs[0]["summary"].get("lr")
@@ -244,6 +247,10 @@ def fmt(x, digits=4):
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return str(x)
+
+
+def fmt_signed(x) -> str:
+    return "—" if x is None else f"{x:+.4f}"
 
 
 def fmt_stats(st: dict) -> str:
@@ -366,11 +373,46 @@ def ablation_report(plan: dict, settings: dict, command: str) -> dict:
                 for arm in r["final_accuracy_stats"]}
         overhead = None
         b, d = r["step_seconds"].get("baseline"), r["step_seconds"].get("denoised")
-        if b and d and b.get("mean") and d.get("mean"):
+        threads = {t for name, ts in (r.get("blas_threads") or {}).items() if name.split("/")[1] in ("baseline", "rmt")
+                   for t in ts}
+        if b and d and b.get("mean") and d.get("mean") and len(threads) <= 1:  # only at equal BLAS threads
             overhead = d["mean"] / b["mean"] - 1.0
         out["settings"][name] = {"task": r["task"], "epsilon": r["epsilon"], "arms": arms,
-                                 "denoiser_overhead_per_step": overhead, "gain_curves": r["gain_curve_non_private"]}
+                                 "denoiser_overhead_per_step": overhead, "gain_curves": r["gain_curve_non_private"],
+                                 "same_seed": same_seed(r, plan)}
     return out
+
+
+SAME_SEED = 0  # every ablation arm runs this seed; the main arms have it too
+
+
+def arm_change(plan: dict, arm: str) -> str:
+    """What an arm changes, from its CLI flags in the plan (e.g. '--kappa 1.1 --norm-correction noisy')."""
+    flags = (plan.get("arms") or {}).get(arm, {}).get("flags", [])
+    return " ".join(f for f in flags if f not in ("--denoise",)).replace("rmt ", "", 1) or arm
+
+
+def same_seed(r: dict, plan: dict) -> dict | None:
+    """Each arm at the seed all arms share (SAME_SEED): final accuracy, its difference to the denoised arm
+    (κ = 1.02, noisy norm correction) and to the baseline at that seed, and the run's mean NON-PRIVATE
+    alignment gain. One seed: a description of that seed, not a conclusion."""
+    keyed = {"baseline": "baseline", "denoised": "rmt"}
+    rows = {}
+    for key, finals in r["final_accuracy"].items():
+        seeds = r["seeds"].get(keyed.get(key, key), [])
+        if SAME_SEED not in seeds:
+            continue
+        i = seeds.index(SAME_SEED)
+        gains = (r.get("gain_mean_per_seed_non_private") or {}).get(key)
+        rows[key] = {"final_accuracy": finals[i], "mean_gain_non_private": gains[i] if gains else None,
+                     "flags": arm_change(plan, keyed.get(key, key))}
+    if len(rows) < 2:
+        return None
+    for row in rows.values():
+        for ref in ("denoised", "baseline"):
+            row[f"minus_{ref}"] = (row["final_accuracy"] - rows[ref]["final_accuracy"]) if ref in rows else None
+    sd = (r["final_accuracy_stats"].get("denoised") or {}).get("sd")
+    return {"seed": SAME_SEED, "arms": rows, "denoised_seed_sd": sd}
 
 
 def _mean_gain(curve):
@@ -391,11 +433,28 @@ def ablation_markdown(a: dict) -> str:
         for arm, v in s["arms"].items():
             lines.append(f"| {name} | {arm} | {fmt_stats(v['stats'])} | {fmt(v['mean_gain_non_private'])} | "
                          f"{fmt_stats(v['step_seconds'] or {})} |")
+    for name, s in a["settings"].items():
+        same = s.get("same_seed")
+        if not same or len(same["arms"]) <= 3:
+            continue
+        sd = same["denoised_seed_sd"]
+        lines += ["", f"### {name}: one arm changed at a time, seed {same['seed']}", "",
+                  "Every arm below ran the same --seed (same batches and noise draw), so the differences are the "
+                  "arm's effect on that one seed; the denoised arm's seed-to-seed sd here is "
+                  f"{fmt(sd)}" + (", so differences of that size are within what another seed could give."
+                                  if sd is not None else " (one seed only)."), "",
+                  "| arm | flags | final accuracy | − denoised (κ 1.02, noisy) | − baseline | mean alignment gain |",
+                  "|---|---|---|---|---|---|"]
+        for arm, row in same["arms"].items():
+            lines.append(f"| {arm} | `{row['flags']}` | {fmt(row['final_accuracy'])} | "
+                         f"{fmt_signed(row['minus_denoised'])} | {fmt_signed(row['minus_baseline'])} | "
+                         f"{fmt(row['mean_gain_non_private'])} |")
     lines += ["", "Denoiser overhead per step (mean step time of the RMT arm over the baseline's − 1; wall "
               "time on a shared machine, so only indicative):", ""]
     for name, s in a["settings"].items():
         o = s["denoiser_overhead_per_step"]
-        lines.append(f"- {name}: " + ("—" if o is None else f"{100 * o:+.1f}%"))
+        lines.append(f"- {name}: " + ("— (no pair of arms at one BLAS thread count throughout)" if o is None
+                                      else f"{100 * o:+.1f}%"))
     lines += ["", "![alignment gain per step](study_ablations.png)", "", "JSON twin: `study_ablations.json`.", ""]
     return "\n".join(lines)
 

@@ -101,3 +101,28 @@ def test_archive_joins_the_findings(rep, tmp_path):
     assert "denoised seed 0: 0.8100 rerun vs 0.8000 archived" in line
     assert "study1/study_lr.md" in text and "{'lr': 0.02}" in text
     assert "2.00 CPU h, 2.25 wall h in all" in text
+
+
+def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):
+    runs = [fake_run("baseline", s, {50: 0.80 + 0.01 * s}) for s in range(3)]
+    runs += [{**fake_run("rmt", s, {50: 0.82 + 0.01 * s}), "gain": {1: 0.2, 2: 0.1}} for s in range(3)]
+    runs += [{**fake_run("rmt_kappa1.1", 0, {50: 0.79}), "gain": {1: 0.05, 2: 0.05}}]
+    runs += [{**fake_run("rmt_nc_none", 0, {50: 0.84}), "gain": {1: 0.0, 2: 0.1}}]
+    for r in runs:
+        r["name"] = f"s/{r['arm']}/seed{r['seed']}"
+        r["blas_threads"] = ["1"]
+    plan = {**PLAN, "arms": {"rmt_kappa1.1": {"flags": ["--denoise", "rmt", "--kappa", "1.1"]}}}
+    r = rep.compare_setting("s", plan, runs, "cmd")
+    a = rep.ablation_report(plan, {"s": r}, "cmd")
+    same = a["settings"]["s"]["same_seed"]
+    assert same["seed"] == 0 and set(same["arms"]) == {"baseline", "denoised", "rmt_kappa1.1", "rmt_nc_none"}
+    k = same["arms"]["rmt_kappa1.1"]
+    assert k["minus_denoised"] == pytest.approx(-0.03) and k["minus_baseline"] == pytest.approx(-0.01)
+    assert k["mean_gain_non_private"] == pytest.approx(0.05) and k["flags"] == "--kappa 1.1"
+    assert same["arms"]["denoised"]["mean_gain_non_private"] == pytest.approx(0.15)
+    assert a["settings"]["s"]["denoiser_overhead_per_step"] == pytest.approx(21.0 / 20.0 - 1)
+    md = rep.ablation_markdown(a)
+    assert "one arm changed at a time, seed 0" in md and "| rmt_kappa1.1 | `--kappa 1.1` | 0.7900 | -0.0300 |" in md
+    runs[0]["blas_threads"] = ["2", "1"]  # one baseline attempt at another thread count: no overhead figure
+    r = rep.compare_setting("s", plan, runs, "cmd")
+    assert rep.ablation_report(plan, {"s": r}, "cmd")["settings"]["s"]["denoiser_overhead_per_step"] is None

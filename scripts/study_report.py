@@ -588,6 +588,35 @@ def archived_finding(archive: dict, name: str, archived: dict, fresh: dict | Non
     return line
 
 
+def ablation_findings(ablations: dict) -> list[str]:
+    """One plain line per setting with a same-seed ablation table: each changed arm's final accuracy, its
+    difference to the denoised arm, its mean NON-PRIVATE gain, and whether the largest difference exceeds the
+    denoised arm's seed-to-seed sd."""
+    out = []
+    for name, s in (ablations.get("settings") or {}).items():
+        same = s.get("same_seed")
+        if not same or len(same["arms"]) <= 2:
+            continue
+        rows = same["arms"]
+        parts = [f"{arm} (`{row['flags']}`) {row['final_accuracy']:.4f} ({fmt_signed(row['minus_denoised'])} vs "
+                 f"denoised, gain {fmt(row['mean_gain_non_private'])})" for arm, row in rows.items()
+                 if arm not in ("baseline", "denoised")]
+        diffs = [abs(row["minus_denoised"]) for arm, row in rows.items()
+                 if arm not in ("baseline", "denoised") and row["minus_denoised"] is not None]
+        sd = same["denoised_seed_sd"]
+        den, base = rows.get("denoised"), rows.get("baseline")
+        head = (f"- {name}, seed {same['seed']} (one run per arm): baseline "
+                f"{fmt(base['final_accuracy']) if base else '—'}, denoised (κ 1.02, noisy) "
+                f"{fmt(den['final_accuracy']) if den else '—'} (gain {fmt(den['mean_gain_non_private']) if den else '—'}); ")
+        verdict = ""
+        if diffs and sd is not None:
+            verdict = (f" The largest difference to the denoised arm, {max(diffs):.4f}, is "
+                       + ("within" if max(diffs) <= sd else "larger than")
+                       + f" that arm's seed-to-seed sd ({sd:.4f}).")
+        out.append(head + "; ".join(parts) + "." + verdict)
+    return out
+
+
 def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict, command: str,
            regime: dict | None, status: list[str] | None = None, more_regimes: dict | None = None,
            archive: dict | None = None) -> str:
@@ -630,7 +659,9 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
             lines.append(finding(r) + f" ([study_{name}.md](study_{name}.md), ![](study_{name}.png))")
     if status:
         lines += ["", "### Progress of the study (what is finished, what is not)", ""] + status
-    lines += ["", "Ablations and overhead: [study_ablations.md](study_ablations.md)", "",
+    lines += ["", "Ablations and overhead: [study_ablations.md](study_ablations.md)", ""]
+    lines += ablation_findings(ablations)
+    lines += ["",
               "## Cost", "",
               f"Runs finished {cost['finished']} of {cost['planned']} planned; CPU time of all attempts so far "
               f"{cost['cpu_hours']:.2f} h, wall time {cost['wall_hours']:.2f} h (RUNS_DIR/ledger.jsonl)."

@@ -123,6 +123,10 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):
     assert a["settings"]["s"]["denoiser_overhead_per_step"] == pytest.approx(21.0 / 20.0 - 1)
     md = rep.ablation_markdown(a)
     assert "one arm changed at a time, seed 0" in md and "| rmt_kappa1.1 | `--kappa 1.1` | 0.7900 | -0.0300 |" in md
+    line = rep.ablation_findings(a)[0]
+    assert line.startswith("- s, seed 0 (one run per arm): baseline 0.8000, denoised (κ 1.02, noisy) 0.8200")
+    assert "rmt_kappa1.1 (`--kappa 1.1`) 0.7900 (-0.0300 vs denoised, gain 0.0500)" in line
+    assert "The largest difference to the denoised arm, 0.0300, is larger than that arm's seed-to-seed sd" in line
     runs[0]["blas_threads"] = ["2", "1"]  # one baseline attempt at another thread count: no overhead figure
     r = rep.compare_setting("s", plan, runs, "cmd")
     assert rep.ablation_report(plan, {"s": r}, "cmd")["settings"]["s"]["denoiser_overhead_per_step"] is None

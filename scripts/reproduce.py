@@ -4,6 +4,10 @@
     python scripts/reproduce.py --runs-dir /work/runs/study --report-only   # only regenerate reports/
     python scripts/reproduce.py --runs-dir /work/runs/study --dry-run       # list what it would do
 
+    # keep the finished runs' small records (no checkpoints) where the reports can be regenerated from
+    python scripts/reproduce.py --runs-dir /work/runs/study --save-records reports/records
+    python scripts/reproduce.py --runs-dir reports/records --report-only
+
     # after a run directory was lost: continue with the search's outcome pinned, its reports as an archive
     python scripts/reproduce.py --runs-dir /work/runs/study2 --plan scripts/study_plan_continue.json \
         --archive reports/study1
@@ -400,10 +404,40 @@ def parse_args(argv=None):
     p.add_argument("--arm", action="append", default=None,
                    help="only these arms of the phases' runs (default: all; e.g. two processes share a phase's arms)")
     p.add_argument("--python", default=sys.executable, help="interpreter for the runs")
+    p.add_argument("--save-records", default=None, metavar="DIR",
+                   help="copy the finished runs' records (config, summary, metrics, log; no checkpoints) and the "
+                        "ledger into DIR, from which --report-only --runs-dir DIR regenerates the reports")
     p.add_argument("--archive", default=None, metavar="DIR",
                    help="reports of an earlier run directory that was lost (DIR/ARCHIVE.json says why): its complete "
                         "settings, search and cost join the findings (e.g. reports/study1)")
     return p.parse_args(argv)
+
+
+RECORD_FILES = ("config.json", "summary.json", "metrics.jsonl", "metrics_nonprivate.jsonl", "study.log")
+
+
+def save_records(runs: list, runs_dir: Path, dest: Path) -> int:
+    """Copy each finished run's records (RECORD_FILES: what the reports read, no checkpoint or model) into
+    ``dest`` under the same layout, and merge RUNS_DIR/ledger.jsonl into dest's (rows kept once), so that
+    ``--report-only --runs-dir DEST`` regenerates the reports after RUNS_DIR is gone. Returns runs copied."""
+    copied = 0
+    for spec in runs:
+        if action_for(spec) != "finished":
+            continue
+        target = dest / spec.path.relative_to(runs_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RECORD_FILES:
+            if (spec.path / name).exists():
+                (target / name).write_bytes((spec.path / name).read_bytes())
+        copied += 1
+    rows = []
+    for ledger in (dest / "ledger.jsonl", runs_dir / "ledger.jsonl"):
+        if ledger.exists():
+            rows += [line for line in ledger.read_text().splitlines() if line.strip()]
+    if rows:
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "ledger.jsonl").write_text("\n".join(dict.fromkeys(rows)) + "\n")
+    return copied
 
 
 def study_command(argv) -> str:
@@ -417,6 +451,11 @@ def main(argv=None) -> int:
     runs_dir.mkdir(parents=True, exist_ok=True)
     plan = load_plan(args.plan, args.set)
     command = study_command([a for a in argv if a not in ("--report-only", "--dry-run")])
+    if args.save_records:
+        dest = Path(args.save_records).resolve()
+        n = save_records(planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]), runs_dir, dest)
+        print(f"study: records of {n} finished run(s) saved in {dest}")
+        return 0
     if args.report_only:
         for path in study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
                                                runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),

@@ -200,3 +200,17 @@ def test_seed_and_arm_filters_run_only_those(reproduce, tmp_path):
                            str(tmp_path / "reports"), "--seed", "1", "--arm", "rmt"]) == 0  # --arm likewise
     assert (runs / "tiny_eps3/rmt/seed1/summary.json").exists()
     assert not (runs / "tiny_eps3/rmt/seed0").exists() and not (runs / "tiny_eps3/baseline/seed0").exists()
+
+    # the records of the finished runs, without checkpoints, regenerate the same reports elsewhere
+    records = tmp_path / "records"
+    assert reproduce.main(["--runs-dir", str(runs), "--plan", str(tmp_path / "pinned.json"),
+                           "--save-records", str(records)]) == 0
+    assert sorted(p.parent.name for p in records.glob("*/*/*/summary.json")) == ["seed1", "seed1"]
+    assert not list(records.rglob("checkpoint*")) and (records / "ledger.jsonl").exists()
+    for source, out in ((runs, "from_runs"), (records, "from_records")):
+        assert reproduce.main(["--runs-dir", str(source), "--plan", str(tmp_path / "pinned.json"), "--reports",
+                               str(tmp_path / out), "--report-only"]) == 0
+    a = json.loads((tmp_path / "from_runs/study_tiny_eps3.json").read_text())
+    b = json.loads((tmp_path / "from_records/study_tiny_eps3.json").read_text())
+    for key in ("final_accuracy", "accuracy_at", "step_seconds", "wall_seconds", "seeds"):
+        assert a[key] == b[key], key

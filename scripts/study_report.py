@@ -400,7 +400,7 @@ def same_seed(r: dict, plan: dict) -> dict | None:
     rows = {}
     for key, finals in r["final_accuracy"].items():
         seeds = r["seeds"].get(keyed.get(key, key), [])
-        if SAME_SEED not in seeds:
+        if SAME_SEED not in seeds or key in PEER_ARMS:  # a peer implementation is not an ablation
             continue
         i = seeds.index(SAME_SEED)
         gains = (r.get("gain_mean_per_seed_non_private") or {}).get(key)
@@ -412,7 +412,7 @@ def same_seed(r: dict, plan: dict) -> dict | None:
         for ref in ("denoised", "baseline"):
             row[f"minus_{ref}"] = (row["final_accuracy"] - rows[ref]["final_accuracy"]) if ref in rows else None
     sd = (r["final_accuracy_stats"].get("denoised") or {}).get("sd")
-    return {"seed": SAME_SEED, "arms": rows, "denoised_seed_sd": sd}
+    return {"seed": SAME_SEED, "arms": rows, "denoised_seed_sd": sd, "sd_source": "this setting's seeds"}
 
 
 def _mean_gain(curve):
@@ -441,8 +441,9 @@ def ablation_markdown(a: dict) -> str:
         lines += ["", f"### {name}: one arm changed at a time, seed {same['seed']}", "",
                   "Every arm below ran the same --seed (same batches and noise draw), so the differences are the "
                   "arm's effect on that one seed; the denoised arm's seed-to-seed sd here is "
-                  f"{fmt(sd)}" + (", so differences of that size are within what another seed could give."
-                                  if sd is not None else " (one seed only)."), "",
+                  f"{fmt(sd)} ({same.get('sd_source', 'this setting')})"
+                  + (", so differences of that size are within what another seed could give."
+                     if sd is not None else ": one seed only."), "",
                   "| arm | flags | final accuracy | − denoised (κ 1.02, noisy) | − baseline | mean alignment gain |",
                   "|---|---|---|---|---|---|"]
         for arm, row in same["arms"].items():
@@ -612,7 +613,7 @@ def ablation_findings(ablations: dict) -> list[str]:
         if diffs and sd is not None:
             verdict = (f" The largest difference to the denoised arm, {max(diffs):.4f}, is "
                        + ("within" if max(diffs) <= sd else "larger than")
-                       + f" that arm's seed-to-seed sd ({sd:.4f}).")
+                       + f" that arm's seed-to-seed sd ({sd:.4f}, {same.get('sd_source', 'this setting')}).")
         out.append(head + "; ".join(parts) + "." + verdict)
     return out
 
@@ -720,6 +721,11 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
     archived_settings = {f"{name} (archived)": r for name, r in (kept or {}).get("settings", {}).items()
                          if not r["incomplete"]}  # the archive's complete settings stand beside this directory's
     ablations = ablation_report(plan, {**archived_settings, **settings}, command)
+    for name, s in ablations["settings"].items():  # one seed here: the seed spread of the archived seeds
+        same, old = s.get("same_seed"), archived_settings.get(f"{name} (archived)")
+        if same and same["denoised_seed_sd"] is None and old is not None:
+            same["denoised_seed_sd"] = (old["final_accuracy_stats"].get("denoised") or {}).get("sd")
+            same["sd_source"] = "the archived seeds of this setting"
     (reports_dir / "study_ablations.json").write_text(json.dumps(ablations, indent=1) + "\n")
     (reports_dir / "study_ablations.md").write_text(ablation_markdown(ablations))
     written += [reports_dir / "study_ablations.json", reports_dir / "study_ablations.md"]

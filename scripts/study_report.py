@@ -177,6 +177,7 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
         "final_accuracy_stats": {}, "wins_at": {}, "paired_final": None, "paired_at": {},
         "mean_curve": {}, "gain_curve_non_private": {}, "gain_mean_per_seed_non_private": {},
+        "gain_negative_steps_per_seed_non_private": {},
         "step_seconds": {}, "wall_seconds": {},
         "trainable_parameters": {}, "lr_per_arm": {},
         "denoiser_activity": {},
@@ -202,6 +203,9 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
             report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
             report["gain_mean_per_seed_non_private"][key] = [float(np.mean(list(r["gain"].values())))
                                                              if r["gain"] else None for r in rs]
+            report["gain_negative_steps_per_seed_non_private"][key] = [
+                {"negative": int(sum(g < 0 for g in r["gain"].values())), "steps": len(r["gain"]),
+                 "min": float(min(r["gain"].values()))} if r["gain"] else None for r in rs]
         report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
         report["trainable_parameters"][key] = rs[0]["summary"].get("trainable_parameters")  # older runs: None
         report["lr_per_arm"][key] = rs[0]["summary"].get("lr")
@@ -404,7 +408,9 @@ def same_seed(r: dict, plan: dict) -> dict | None:
             continue
         i = seeds.index(SAME_SEED)
         gains = (r.get("gain_mean_per_seed_non_private") or {}).get(key)
+        negative = (r.get("gain_negative_steps_per_seed_non_private") or {}).get(key)
         rows[key] = {"final_accuracy": finals[i], "mean_gain_non_private": gains[i] if gains else None,
+                     "negative_gain_non_private": negative[i] if negative else None,
                      "flags": arm_change(plan, keyed.get(key, key))}
     if len(rows) < 2:
         return None
@@ -444,12 +450,14 @@ def ablation_markdown(a: dict) -> str:
                   f"{fmt(sd)} ({same.get('sd_source', 'this setting')})"
                   + (", so differences of that size are within what another seed could give."
                      if sd is not None else ": one seed only."), "",
-                  "| arm | flags | final accuracy | − denoised (κ 1.02, noisy) | − baseline | mean alignment gain |",
-                  "|---|---|---|---|---|---|"]
+                  "| arm | flags | final accuracy | − denoised (κ 1.02, noisy) | − baseline | mean alignment gain | "
+                  "steps with gain < 0 (min) |", "|---|---|---|---|---|---|---|"]
         for arm, row in same["arms"].items():
+            neg = row.get("negative_gain_non_private")
             lines.append(f"| {arm} | `{row['flags']}` | {fmt(row['final_accuracy'])} | "
                          f"{fmt_signed(row['minus_denoised'])} | {fmt_signed(row['minus_baseline'])} | "
-                         f"{fmt(row['mean_gain_non_private'])} |")
+                         f"{fmt(row['mean_gain_non_private'])} | "
+                         + (f"{neg['negative']}/{neg['steps']} ({neg['min']:+.4f})" if neg else "—") + " |")
     lines += ["", "Denoiser overhead per step (mean step time of the RMT arm over the baseline's − 1; wall "
               "time on a shared machine, so only indicative):", ""]
     for name, s in a["settings"].items():
@@ -599,16 +607,20 @@ def ablation_findings(ablations: dict) -> list[str]:
         if not same or len(same["arms"]) <= 2:
             continue
         rows = same["arms"]
+        def gain_words(row):
+            neg = row.get("negative_gain_non_private")
+            return f"gain {fmt(row['mean_gain_non_private'])}" + (
+                f", < 0 at {neg['negative']}/{neg['steps']} steps" if neg else "")
+
         parts = [f"{arm} (`{row['flags']}`) {row['final_accuracy']:.4f} ({fmt_signed(row['minus_denoised'])} vs "
-                 f"denoised, gain {fmt(row['mean_gain_non_private'])})" for arm, row in rows.items()
-                 if arm not in ("baseline", "denoised")]
+                 f"denoised, {gain_words(row)})" for arm, row in rows.items() if arm not in ("baseline", "denoised")]
         diffs = [abs(row["minus_denoised"]) for arm, row in rows.items()
                  if arm not in ("baseline", "denoised") and row["minus_denoised"] is not None]
         sd = same["denoised_seed_sd"]
         den, base = rows.get("denoised"), rows.get("baseline")
         head = (f"- {name}, seed {same['seed']} (one run per arm): baseline "
                 f"{fmt(base['final_accuracy']) if base else '—'}, denoised (κ 1.02, noisy) "
-                f"{fmt(den['final_accuracy']) if den else '—'} (gain {fmt(den['mean_gain_non_private']) if den else '—'}); ")
+                f"{fmt(den['final_accuracy']) if den else '—'} ({gain_words(den) if den else '—'}); ")
         verdict = ""
         if diffs and sd is not None:
             verdict = (f" The largest difference to the denoised arm, {max(diffs):.4f}, is "

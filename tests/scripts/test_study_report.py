@@ -107,7 +107,7 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):
     runs = [fake_run("baseline", s, {50: 0.80 + 0.01 * s}) for s in range(3)]
     runs += [{**fake_run("rmt", s, {50: 0.82 + 0.01 * s}), "gain": {1: 0.2, 2: 0.1}} for s in range(3)]
     runs += [{**fake_run("rmt_kappa1.1", 0, {50: 0.79}), "gain": {1: 0.05, 2: 0.05}}]
-    runs += [{**fake_run("rmt_nc_none", 0, {50: 0.84}), "gain": {1: 0.0, 2: 0.1}}]
+    runs += [{**fake_run("rmt_nc_none", 0, {50: 0.84}), "gain": {1: -0.02, 2: 0.1}}]
     for r in runs:
         r["name"] = f"s/{r['arm']}/seed{r['seed']}"
         r["blas_threads"] = ["1"]
@@ -122,10 +122,12 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):
     assert same["arms"]["denoised"]["mean_gain_non_private"] == pytest.approx(0.15)
     assert a["settings"]["s"]["denoiser_overhead_per_step"] == pytest.approx(21.0 / 20.0 - 1)
     md = rep.ablation_markdown(a)
-    assert "one arm changed at a time, seed 0" in md and "| rmt_kappa1.1 | `--kappa 1.1` | 0.7900 | -0.0300 |" in md
+    assert "one arm changed at a time, seed 0" in md and "| rmt_kappa1.1 | `--kappa 1.1` | 0.7900 | -0.0300 |" in md and "| 1/2 (-0.0200) |" in md
     line = rep.ablation_findings(a)[0]
     assert line.startswith("- s, seed 0 (one run per arm): baseline 0.8000, denoised (κ 1.02, noisy) 0.8200")
-    assert "rmt_kappa1.1 (`--kappa 1.1`) 0.7900 (-0.0300 vs denoised, gain 0.0500)" in line
+    assert "rmt_kappa1.1 (`--kappa 1.1`) 0.7900 (-0.0300 vs denoised, gain 0.0500, < 0 at 0/2 steps)" in line
+    assert "gain 0.0400, < 0 at 1/2 steps" in line  # rmt_nc_none: mean of -0.02 and 0.1
+    assert same["arms"]["rmt_nc_none"]["negative_gain_non_private"] == {"negative": 1, "steps": 2, "min": -0.02}
     assert "The largest difference to the denoised arm, 0.0300, is larger than that arm's seed-to-seed sd" in line
     runs[0]["blas_threads"] = ["2", "1"]  # one baseline attempt at another thread count: no overhead figure
     r = rep.compare_setting("s", plan, runs, "cmd")

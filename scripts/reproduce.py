@@ -93,8 +93,26 @@ def resolve_variable(value):
     return value
 
 
-def load_plan(path, overrides: list[str]) -> dict:
+def read_plan(path) -> dict:
+    """A plan file; one with ``"extends": "BASE.json"`` (next to it) is that base with its own keys on top:
+    ``variables`` merged, ``caveats_more`` appended to the caveats, a key set to null removed, any other
+    key replaced (e.g. a continuation that pins the search's outcome and lists only the phases left)."""
     plan = json.loads(Path(path).read_text())
+    if "extends" not in plan:
+        return plan
+    merged = read_plan(Path(path).parent / plan.pop("extends"))
+    merged["caveats"] = merged.get("caveats", []) + plan.pop("caveats_more", [])
+    merged["variables"] = {**merged["variables"], **plan.pop("variables", {})}
+    for key, value in plan.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_plan(path, overrides: list[str]) -> dict:
+    plan = read_plan(path)
     variables = dict(plan["variables"])
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -440,6 +458,13 @@ def save_records(runs: list, runs_dir: Path, dest: Path) -> int:
     return copied
 
 
+def selected(spec: RunSpec, args) -> bool:
+    """A run the --phase / --seed / --arm filters let through (the searches always: later runs wait on them)."""
+    return spec.phase == "lr_search" or ((args.phase is None or spec.phase in args.phase)
+                                         and (args.seed is None or spec.seed in args.seed)
+                                         and (args.arm is None or spec.arm in args.arm))
+
+
 def study_command(argv) -> str:
     return "python scripts/reproduce.py " + " ".join(argv)
 
@@ -459,8 +484,7 @@ def main(argv=None) -> int:
     if args.report_only:
         for path in study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
                                                runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
-                                               lr_record=search_record(plan, runs_dir),
-                                       archive=args.archive):
+                                               lr_record=search_record(plan, runs_dir), archive=args.archive):
             print(path)
         return 0
     holder = None if args.dry_run else lock(runs_dir)
@@ -470,10 +494,7 @@ def main(argv=None) -> int:
         while True:
             lr, lr_record = chosen_lr(plan, runs_dir)
             runs = planned_runs(plan, runs_dir, lr)
-            pending = [r for r in runs if (args.phase is None or r.phase in args.phase or r.phase == "lr_search")
-                       and (args.seed is None or r.seed in args.seed or r.phase == "lr_search")
-                       and (args.arm is None or r.arm in args.arm or r.phase == "lr_search")
-                       and action_for(r) != "finished"]
+            pending = [r for r in runs if selected(r, args) and action_for(r) != "finished"]
             if args.dry_run:
                 for r in runs:
                     act = action_for(r)

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 CHECKPOINT_STEPS = (25, 50, 100, 200)
+REPORT_KEY = {"baseline": "baseline", "rmt": "denoised"}  # plan arm -> its key in a report; other arms keep names
+PLAN_ARM = {key: arm for arm, key in REPORT_KEY.items()}  # the reverse
 MIN_SEEDS = 3
 # two-sided 95% t quantiles t_{0.975, df}; df > 30 uses 1.96
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -176,8 +178,7 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "best_baseline_accuracy": best, "checkpoint_steps": checkpoints,
         "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
         "final_accuracy_stats": {}, "wins_at": {}, "paired_final": None, "paired_at": {},
-        "mean_curve": {}, "gain_curve_non_private": {}, "gain_mean_per_seed_non_private": {},
-        "gain_negative_steps_per_seed_non_private": {},
+        "mean_curve": {}, "gain_curve_non_private": {}, "gain_per_seed_non_private": {},
         "step_seconds": {}, "wall_seconds": {},
         "trainable_parameters": {}, "lr_per_arm": {},
         "denoiser_activity": {},
@@ -187,9 +188,8 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "blas_threads": {r["name"]: r.get("blas_threads", ["1"]) for rs in arms.values() for r in rs
                          if r["attempts"]},
     }
-    role_name = {"baseline": "baseline", "rmt": "denoised"}
     for arm, rs in finished.items():
-        key = role_name.get(arm, arm)
+        key = REPORT_KEY.get(arm, arm)
         report["accuracy_at"][key] = {str(s): [accuracy_at(r["curve"], s) for r in rs] for s in checkpoints}
         report["final_accuracy"][key] = [r["final_accuracy"] for r in rs]
         report["final_accuracy_stats"][key] = mean_sd(report["final_accuracy"][key])
@@ -201,11 +201,10 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         gsteps = sorted({s for r in rs for s in r["gain"]})
         if gsteps and arm != "baseline":
             report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
-            report["gain_mean_per_seed_non_private"][key] = [float(np.mean(list(r["gain"].values())))
-                                                             if r["gain"] else None for r in rs]
-            report["gain_negative_steps_per_seed_non_private"][key] = [
-                {"negative": int(sum(g < 0 for g in r["gain"].values())), "steps": len(r["gain"]),
-                 "min": float(min(r["gain"].values()))} if r["gain"] else None for r in rs]
+            report["gain_per_seed_non_private"][key] = [
+                {"mean": float(np.mean(list(r["gain"].values()))), "min": float(min(r["gain"].values())),
+                 "negative": int(sum(g < 0 for g in r["gain"].values())), "steps": len(r["gain"])}
+                if r["gain"] else None for r in rs]
         report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
         report["trainable_parameters"][key] = rs[0]["summary"].get("trainable_parameters")  # older runs: None
         report["lr_per_arm"][key] = rs[0]["summary"].get("lr")
@@ -370,8 +369,7 @@ def ablation_report(plan: dict, settings: dict, command: str) -> dict:
     out = {"command": command, "settings": {}, "machine": machine()}
     for name, r in settings.items():
         arms = {arm: {"final_accuracy": r["final_accuracy"].get(arm), "stats": r["final_accuracy_stats"].get(arm),
-                      "seeds": r["seeds"].get("baseline" if arm == "baseline" else
-                                               ("rmt" if arm == "denoised" else arm)),
+                      "seeds": r["seeds"].get(PLAN_ARM.get(arm, arm)),
                       "mean_gain_non_private": _mean_gain(r["gain_curve_non_private"].get(arm)),
                       "step_seconds": r["step_seconds"].get(arm)}
                 for arm in r["final_accuracy_stats"]}
@@ -400,19 +398,16 @@ def same_seed(r: dict, plan: dict) -> dict | None:
     """Each arm at the seed all arms share (SAME_SEED): final accuracy, its difference to the denoised arm
     (κ = 1.02, noisy norm correction) and to the baseline at that seed, and the run's mean NON-PRIVATE
     alignment gain. One seed: a description of that seed, not a conclusion."""
-    keyed = {"baseline": "baseline", "denoised": "rmt"}
     rows = {}
     for key, finals in r["final_accuracy"].items():
-        seeds = r["seeds"].get(keyed.get(key, key), [])
+        seeds = r["seeds"].get(PLAN_ARM.get(key, key), [])
         if SAME_SEED not in seeds or key in PEER_ARMS:  # a peer implementation is not an ablation
             continue
         i = seeds.index(SAME_SEED)
-        gains = (r.get("gain_mean_per_seed_non_private") or {}).get(key)
-        negative = (r.get("gain_negative_steps_per_seed_non_private") or {}).get(key)
-        rows[key] = {"final_accuracy": finals[i], "mean_gain_non_private": gains[i] if gains else None,
-                     "negative_gain_non_private": negative[i] if negative else None,
-                     "flags": arm_change(plan, keyed.get(key, key))}
-    if len(rows) < 2:
+        gains = (r.get("gain_per_seed_non_private") or {}).get(key)
+        rows[key] = {"final_accuracy": finals[i], "gain_non_private": gains[i] if gains else None,
+                     "flags": arm_change(plan, PLAN_ARM.get(key, key))}
+    if not any(arm not in PLAN_ARM for arm in rows):  # no ablation arm at that seed
         return None
     for row in rows.values():
         for ref in ("denoised", "baseline"):
@@ -441,7 +436,7 @@ def ablation_markdown(a: dict) -> str:
                          f"{fmt_stats(v['step_seconds'] or {})} |")
     for name, s in a["settings"].items():
         same = s.get("same_seed")
-        if not same or len(same["arms"]) <= 3:
+        if not same:
             continue
         sd = same["denoised_seed_sd"]
         lines += ["", f"### {name}: one arm changed at a time, seed {same['seed']}", "",
@@ -453,11 +448,11 @@ def ablation_markdown(a: dict) -> str:
                   "| arm | flags | final accuracy | − denoised (κ 1.02, noisy) | − baseline | mean alignment gain | "
                   "steps with gain < 0 (min) |", "|---|---|---|---|---|---|---|"]
         for arm, row in same["arms"].items():
-            neg = row.get("negative_gain_non_private")
+            g = row["gain_non_private"]
             lines.append(f"| {arm} | `{row['flags']}` | {fmt(row['final_accuracy'])} | "
                          f"{fmt_signed(row['minus_denoised'])} | {fmt_signed(row['minus_baseline'])} | "
-                         f"{fmt(row['mean_gain_non_private'])} | "
-                         + (f"{neg['negative']}/{neg['steps']} ({neg['min']:+.4f})" if neg else "—") + " |")
+                         + (f"{g['mean']:.4f} | {g['negative']}/{g['steps']} ({g['min']:+.4f})" if g else "— | —")
+                         + " |")
     lines += ["", "Denoiser overhead per step (mean step time of the RMT arm over the baseline's − 1; wall "
               "time on a shared machine, so only indicative):", ""]
     for name, s in a["settings"].items():
@@ -580,7 +575,7 @@ def rerun_check(archived: dict, fresh: dict) -> str | None:
     """Seeds finished in both: the rerun's final accuracy beside the archived one (same --seed, same noise)."""
     pairs = []
     for arm, seeds in fresh["seeds"].items():
-        key = {"baseline": "baseline", "rmt": "denoised"}.get(arm, arm)
+        key = REPORT_KEY.get(arm, arm)
         old = dict(zip(archived["seeds"].get(arm, []), archived["final_accuracy"].get(key, [])))
         new = dict(zip(seeds, fresh["final_accuracy"].get(key, [])))
         pairs += [f"{key} seed {s}: {new[s]:.4f} rerun vs {old[s]:.4f} archived" for s in sorted(set(old) & set(new))]
@@ -597,6 +592,12 @@ def archived_finding(archive: dict, name: str, archived: dict, fresh: dict | Non
     return line
 
 
+def gain_words(row: dict) -> str:
+    """A same-seed row's NON-PRIVATE gain in words: its mean and the steps where it was negative."""
+    g = row["gain_non_private"]
+    return "gain —" if g is None else f"gain {g['mean']:.4f}, < 0 at {g['negative']}/{g['steps']} steps"
+
+
 def ablation_findings(ablations: dict) -> list[str]:
     """One plain line per setting with a same-seed ablation table: each changed arm's final accuracy, its
     difference to the denoised arm, its mean NON-PRIVATE gain, and whether the largest difference exceeds the
@@ -604,18 +605,13 @@ def ablation_findings(ablations: dict) -> list[str]:
     out = []
     for name, s in (ablations.get("settings") or {}).items():
         same = s.get("same_seed")
-        if not same or len(same["arms"]) <= 2:
+        if not same:
             continue
         rows = same["arms"]
-        def gain_words(row):
-            neg = row.get("negative_gain_non_private")
-            return f"gain {fmt(row['mean_gain_non_private'])}" + (
-                f", < 0 at {neg['negative']}/{neg['steps']} steps" if neg else "")
-
         parts = [f"{arm} (`{row['flags']}`) {row['final_accuracy']:.4f} ({fmt_signed(row['minus_denoised'])} vs "
-                 f"denoised, {gain_words(row)})" for arm, row in rows.items() if arm not in ("baseline", "denoised")]
+                 f"denoised, {gain_words(row)})" for arm, row in rows.items() if arm not in PLAN_ARM]
         diffs = [abs(row["minus_denoised"]) for arm, row in rows.items()
-                 if arm not in ("baseline", "denoised") and row["minus_denoised"] is not None]
+                 if arm not in PLAN_ARM and row["minus_denoised"] is not None]
         sd = same["denoised_seed_sd"]
         den, base = rows.get("denoised"), rows.get("baseline")
         head = (f"- {name}, seed {same['seed']} (one run per arm): baseline "

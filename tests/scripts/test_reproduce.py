@@ -214,3 +214,13 @@ def test_seed_and_arm_filters_run_only_those(reproduce, tmp_path):
     b = json.loads((tmp_path / "from_records/study_tiny_eps3.json").read_text())
     for key in ("final_accuracy", "accuracy_at", "step_seconds", "wall_seconds", "seeds"):
         assert a[key] == b[key], key
+
+
+def test_a_plan_can_extend_another(reproduce, tmp_path):
+    """"extends": the base plan with the child's keys on top (variables merged, caveats_more appended, null removes)."""
+    (tmp_path / "base.json").write_text(json.dumps({"variables": {"a": 1, "b": 2}, "caveats": ["x"], "lr_search": {},
+                                                    "phases": [1]}))
+    (tmp_path / "child.json").write_text(json.dumps({"extends": "base.json", "variables": {"b": 3},
+                                                     "caveats_more": ["y"], "lr_search": None, "phases": [2]}))
+    assert reproduce.read_plan(tmp_path / "child.json") == {"variables": {"a": 1, "b": 3}, "caveats": ["x", "y"],
+                                                            "phases": [2]}

@@ -118,8 +118,8 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):
     assert same["seed"] == 0 and set(same["arms"]) == {"baseline", "denoised", "rmt_kappa1.1", "rmt_nc_none"}
     k = same["arms"]["rmt_kappa1.1"]
     assert k["minus_denoised"] == pytest.approx(-0.03) and k["minus_baseline"] == pytest.approx(-0.01)
-    assert k["mean_gain_non_private"] == pytest.approx(0.05) and k["flags"] == "--kappa 1.1"
-    assert same["arms"]["denoised"]["mean_gain_non_private"] == pytest.approx(0.15)
+    assert k["gain_non_private"]["mean"] == pytest.approx(0.05) and k["flags"] == "--kappa 1.1"
+    assert same["arms"]["denoised"]["gain_non_private"]["mean"] == pytest.approx(0.15)
     assert a["settings"]["s"]["denoiser_overhead_per_step"] == pytest.approx(21.0 / 20.0 - 1)
     md = rep.ablation_markdown(a)
     assert "one arm changed at a time, seed 0" in md and "| rmt_kappa1.1 | `--kappa 1.1` | 0.7900 | -0.0300 |" in md and "| 1/2 (-0.0200) |" in md
@@ -127,7 +127,8 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):
     assert line.startswith("- s, seed 0 (one run per arm): baseline 0.8000, denoised (κ 1.02, noisy) 0.8200")
     assert "rmt_kappa1.1 (`--kappa 1.1`) 0.7900 (-0.0300 vs denoised, gain 0.0500, < 0 at 0/2 steps)" in line
     assert "gain 0.0400, < 0 at 1/2 steps" in line  # rmt_nc_none: mean of -0.02 and 0.1
-    assert same["arms"]["rmt_nc_none"]["negative_gain_non_private"] == {"negative": 1, "steps": 2, "min": -0.02}
+    assert same["arms"]["rmt_nc_none"]["gain_non_private"] == pytest.approx(
+        {"mean": 0.04, "min": -0.02, "negative": 1, "steps": 2})
     assert "The largest difference to the denoised arm, 0.0300, is larger than that arm's seed-to-seed sd" in line
     runs[0]["blas_threads"] = ["2", "1"]  # one baseline attempt at another thread count: no overhead figure
     r = rep.compare_setting("s", plan, runs, "cmd")

@@ -459,10 +459,15 @@ def save_records(runs: list, runs_dir: Path, dest: Path) -> int:
 
 
 def selected(spec: RunSpec, args) -> bool:
-    """A run the --phase / --seed / --arm filters let through (the searches always: later runs wait on them)."""
-    return spec.phase == "lr_search" or ((args.phase is None or spec.phase in args.phase)
-                                         and (args.seed is None or spec.seed in args.seed)
-                                         and (args.arm is None or spec.arm in args.arm))
+    """A run the --phase / --seed / --arm filters let through. The shared search always (every later run waits
+    on it); an arm's own search when --arm lets that arm through (two processes that split the arms split
+    their searches too; an arm with "same_as" needs the arm it copies selected in the same process)."""
+    if spec.phase == "lr_search":
+        search_arm = spec.meta.get("search_arm")
+        return search_arm is None or args.arm is None or search_arm in args.arm
+    return ((args.phase is None or spec.phase in args.phase)
+            and (args.seed is None or spec.seed in args.seed)
+            and (args.arm is None or spec.arm in args.arm))
 
 
 def study_command(argv) -> str:

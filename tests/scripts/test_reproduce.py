@@ -224,3 +224,26 @@ def test_a_plan_can_extend_another(reproduce, tmp_path):
                                                      "caveats_more": ["y"], "lr_search": None, "phases": [2]}))
     assert reproduce.read_plan(tmp_path / "child.json") == {"variables": {"a": 1, "b": 3}, "caveats": ["x", "y"],
                                                             "phases": [2]}
+
+
+def test_arm_filter_splits_the_arms_own_searches(reproduce, tmp_path):
+    """--arm A: a process that takes some arms runs only those arms' own searches (and always the shared one),
+    so two processes on two cores do not both run every search."""
+    path = tiny_plan(tmp_path)
+    plan = json.loads(path.read_text())
+    plan["arms"]["lora"] = {"flags": ["--trainable", "lora", "--lora-rank", "2", "--denoise", "none"]}
+    plan["arm_searches"] = {"lora": {"setting": "val", "seed": 0, "lrs": [0.003, 0.03]},
+                            "rmt": {"setting": "val", "seed": 0, "lrs": [0.01]}}
+    plan["phases"].append({"name": "lora", "settings": ["tiny_eps3"], "arms": ["lora"], "seeds": [0]})
+    path.write_text(json.dumps(plan))
+    runs = reproduce.planned_runs(reproduce.load_plan(path, []), tmp_path / "runs", None)
+
+    def chosen(*argv):
+        args = reproduce.parse_args(["--runs-dir", str(tmp_path / "runs"), *argv])
+        return {r.name for r in runs if reproduce.selected(r, args)}
+
+    shared = {"val/baseline_lr0.001/seed0", "val/baseline_lr0.01/seed0"}
+    lora_search = {"val/lora_lr0.003/seed0", "val/lora_lr0.03/seed0"}
+    assert chosen("--arm", "lora") == shared | lora_search | {"tiny_eps3/lora/seed0"}
+    assert chosen("--arm", "rmt") == shared | {"val/rmt_lr0.01/seed0", "tiny_eps3/rmt/seed0"}
+    assert chosen() == {r.name for r in runs}

@@ -6,6 +6,9 @@ writes, into ``reports_dir``:
     study_<setting>.{md,json,png}   baseline vs denoised (and peers) per setting: accuracy at fixed steps, steps
                                     to 90% / 95% of the best baseline accuracy, final accuracy mean ± sd, the
                                     paired difference with a 95% t-interval, seeds won at each checkpoint
+    study_lora_<setting>.{md,json,png}  issue 18: full fine-tuning vs + RMT (the reference pair) and DP-LoRA
+                                    arms (plan role "lora_comparison"), each arm's paired difference to full
+                                    fine-tuning, trainable parameters, s/step and its own searched lr
     study_ablations.{md,json,png}   norm correction and κ arms next to the main arms; alignment gain per step;
                                     the denoiser's measured overhead per step
     study_lr.{md,json}              the learning-rate search on the validation split
@@ -146,13 +149,22 @@ def paired(a: dict, b: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # one setting: baseline vs denoised (and the other arms)
 # ---------------------------------------------------------------------------------------------------------
-def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) -> dict:
+MAIN_REFERENCE = ("baseline", "rmt")  # the plan arms a setting's report compares (the paired difference: 2nd − 1st)
+LORA_REFERENCE = ("ft", "ft_rmt")  # issue 18: full fine-tuning without / with RMT; the LoRA arms are set beside
+
+
+def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
+                    reference: tuple[str, str] = MAIN_REFERENCE, required: tuple[str, ...] | None = None) -> dict:
+    """One setting's report. ``reference`` = (baseline arm, denoised arm): the best baseline mean sets the steps-to
+    targets, the paired difference and the wins are denoised − baseline; every other arm gets its paired
+    difference to the baseline arm too. INCOMPLETE while an arm of ``required`` (default: the reference arms)
+    has fewer than MIN_SEEDS finished seeds."""
     arms = {}
     for run in runs:
         arms.setdefault(run["arm"], []).append(run)
     finished = {arm: [r for r in rs if r["finished"]] for arm, rs in arms.items()}
     finished = {arm: rs for arm, rs in finished.items() if rs}
-    base, den = finished.get("baseline", []), finished.get("rmt", [])
+    base, den = finished.get(reference[0], []), finished.get(reference[1], [])
     base_curves = [r["curve"] for r in base]
     steps_all = sorted({s for c in base_curves for s in c})
     mean_base = {s: float(np.mean([c[s] for c in base_curves if s in c])) for s in steps_all}
@@ -174,7 +186,10 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
         "seeds": {arm: sorted(r["seed"] for r in rs) for arm, rs in finished.items()},
         "seeds_started": {arm: sorted(r["seed"] for r in rs if r["finished"] or r.get("steps_logged"))
                           for arm, rs in arms.items() if any(r["finished"] or r.get("steps_logged") for r in rs)},
-        "incomplete": len(base) < MIN_SEEDS or len(den) < MIN_SEEDS,
+        "incomplete": any(len(finished.get(arm, [])) < MIN_SEEDS for arm in (required or reference)),
+        "reference": {"baseline": REPORT_KEY.get(reference[0], reference[0]),
+                      "denoised": REPORT_KEY.get(reference[1], reference[1])},
+        "paired_vs_baseline": {},
         "best_baseline_accuracy": best, "checkpoint_steps": checkpoints,
         "accuracy_at": {}, "steps_to_90": {}, "steps_to_95": {}, "final_accuracy": {},
         "final_accuracy_stats": {}, "wins_at": {}, "paired_final": None, "paired_at": {},
@@ -217,10 +232,16 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str) ->
                 "mean_kept_per_step": {str(s): float(np.mean([r["kept"].get(s, 0) for r in rs]))
                                        for s in sorted({s for r in rs for s in r["kept"]})}}
         report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
-    for key in ("baseline", "denoised"):
+    for key in report["reference"].values():
         report["steps_to_90"].setdefault(key, [])
         report["steps_to_95"].setdefault(key, [])
         report["final_accuracy"].setdefault(key, [])
+    if base:
+        a = {r["seed"]: r["final_accuracy"] for r in base}
+        for arm, rs in finished.items():
+            if arm != reference[0]:
+                report["paired_vs_baseline"][REPORT_KEY.get(arm, arm)] = paired(
+                    a, {r["seed"]: r["final_accuracy"] for r in rs})
     if base and den:
         a = {r["seed"]: r["final_accuracy"] for r in base}
         b = {r["seed"]: r["final_accuracy"] for r in den}
@@ -273,7 +294,11 @@ def fmt_ci(pd) -> str:
 def setting_markdown(r: dict, name: str) -> str:
     status = ("**INCOMPLETE** (fewer than 3 finished seeds in an arm): numbers are listed, no conclusion is "
               "drawn." if r["incomplete"] else "complete (≥ 3 finished seeds per arm).")
-    lines = [f"# Study: {r['task']}, ε = {r['epsilon']:g} (setting `{r['setting']}`)", "",
+    ref = r.get("reference") or {"baseline": "baseline", "denoised": "denoised"}
+    title = (f"# Study: full fine-tuning (+ RMT) vs DP-LoRA, {r['task']}, ε = {r['epsilon']:g} (setting "
+             f"`{r['setting']}`)" if r.get("comparison") == "lora" else
+             f"# Study: {r['task']}, ε = {r['epsilon']:g} (setting `{r['setting']}`)")
+    lines = [title, "",
              f"Status: {status}  ",
              f"Command (regenerates this report from finished runs): `{r['command']} --report-only`  ",
              f"Model: {r['model']}; expected batch {r['batch_size']}; {r['planned_steps']} steps; σ = "
@@ -299,9 +324,14 @@ def setting_markdown(r: dict, name: str) -> str:
         for arm, a in r["denoiser_activity"].items():
             lines.append(f"- {arm}: kept components in {a['steps_with_kept']} of {r['planned_steps']} steps per seed "
                          f"(last at step {a['last_step_with_kept']}); components kept in total {a['kept_total']}")
-    lines += ["", f"Paired difference denoised − baseline at the end: {fmt_ci(r['paired_final'])}", "",
-              "## Accuracy at fixed steps (mean over seeds; denoised wins / paired seeds)", "",
-              "| step | " + " | ".join(arms) + " | denoised wins | paired diff [95% CI] |",
+    lines += ["", f"Paired difference {ref['denoised']} − {ref['baseline']} at the end: {fmt_ci(r['paired_final'])}",
+              ""]
+    others = {arm: pd for arm, pd in (r.get("paired_vs_baseline") or {}).items() if arm != ref["denoised"]}
+    if others:
+        lines += [f"Paired difference of the other arms to {ref['baseline']} at the end (same seeds):", ""]
+        lines += [f"- {arm} − {ref['baseline']}: {fmt_ci(pd)}" for arm, pd in others.items()] + [""]
+    lines += [f"## Accuracy at fixed steps (mean over seeds; {ref['denoised']} wins / paired seeds)", "",
+              "| step | " + " | ".join(arms) + f" | {ref['denoised']} wins | paired diff [95% CI] |",
               "|---|" + "---|" * (len(arms) + 2)]
     for s in r["checkpoint_steps"]:
         cells = []
@@ -312,7 +342,8 @@ def setting_markdown(r: dict, name: str) -> str:
         lines.append(f"| {s} | " + " | ".join(cells) + " | " +
                      (f"{wins['denoised_wins']}/{wins['seeds']}" if wins else "—") + " | " +
                      fmt_ci(r["paired_at"].get(str(s))) + " |")
-    lines += ["", f"## Steps to reach 90% / 95% of the best baseline accuracy ({fmt(r['best_baseline_accuracy'])})",
+    lines += ["", f"## Steps to reach 90% / 95% of the best {ref['baseline']} accuracy "
+              f"({fmt(r['best_baseline_accuracy'])})",
               "", "| arm | steps to 90% (per seed) | steps to 95% (per seed) |", "|---|---|---|"]
     for arm in arms:
         lines.append(f"| {arm} | {r['steps_to_90'].get(arm)} | {r['steps_to_95'].get(arm)} |")
@@ -490,10 +521,12 @@ def plot_ablations(a: dict, path: Path) -> Path | None:
 
 
 def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
+    shared = (f"Chosen: {rec.get('chosen') if rec.get('chosen') is not None else 'not yet (runs unfinished)'}."
+              if rec.get("validation_accuracy") else "The shared search is not part of this plan (its outcome "
+              "is pinned in the plan's variables); the arms' own searches follow.")
     lines = ["# Study: learning-rate search (validation split carved from the training data)", "",
              f"Command: `{command} --report-only`  ",
-             f"Rule: {rec.get('rule', 'highest final validation accuracy')}. Chosen: "
-             f"{rec.get('chosen') if rec.get('chosen') is not None else 'not yet (runs unfinished)'}.",
+             f"Rule: {rec.get('rule', 'highest final validation accuracy')}. {shared}",
              f"{('**Blocked:** ' + rec['blocked']) if rec.get('blocked') else ''}", ""]
     for arm, arm_rec in (rec.get("arms") or {}).items():
         lines.append(f"- arm `{arm}` (its own search): chosen "
@@ -528,6 +561,29 @@ def finding(r: dict) -> str:
             f"{d['sd']:.4f} (denoised); paired difference {pd['mean']:+.4f}, 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] "
             f"— {verdict}. At step {early} the denoised run wins {wins.get('denoised_wins')}/{wins.get('seeds')} "
             f"seeds." + (f" Final accuracy of {'; '.join(peers)}." if peers else ""))
+
+
+LORA_ROLE = "lora_comparison"  # the plan role of issue 18's arms
+
+
+def lora_finding(r: dict) -> str:
+    """Issue 18 in one line per setting: each arm's final accuracy, trainable parameters, s/step and lr, and its
+    paired difference to full fine-tuning; measured numbers only."""
+    head = (f"- {r['task']} at ε = {r['epsilon']:g} (batch {r['batch_size']}, {r['planned_steps']} steps)")
+    if r["incomplete"]:
+        n = {arm: len(s) for arm, s in r["seeds"].items()}
+        prefix = f"{head}: INCOMPLETE ({n} finished seeds), listed for the record, no conclusion yet: "
+    else:
+        prefix = f"{head}: "
+    base = r["reference"]["baseline"]
+    parts = []
+    for arm, st in r["final_accuracy_stats"].items():
+        pd = (r.get("paired_vs_baseline") or {}).get(arm)
+        parts.append(f"{arm} {fmt_stats(st)} ({(r.get('trainable_parameters') or {}).get(arm) or '—'} trainable, "
+                     f"{fmt(r['step_seconds'].get(arm, {}).get('mean'), 1)} s/step, lr "
+                     f"{(r.get('lr_per_arm') or {}).get(arm) or '—'}"
+                     + (f"; − {base} {fmt_ci(pd)}" if pd else "") + ")")
+    return prefix + "; ".join(parts) + "."
 
 
 def status_table(loaded: list[dict], runs: list) -> list[str]:
@@ -628,7 +684,7 @@ def ablation_findings(ablations: dict) -> list[str]:
 
 def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict, command: str,
            regime: dict | None, status: list[str] | None = None, more_regimes: dict | None = None,
-           archive: dict | None = None) -> str:
+           archive: dict | None = None, lora: dict | None = None) -> str:
     lines = ["# Reports: what RMT denoising is worth in minidp (issue 13)", "",
              "Generated by `" + command + " --report-only` from the finished runs (and `scripts/regime_map.py` for "
              "the regime map). Numbers here are measured; settings with fewer than 3 finished seeds per arm "
@@ -670,6 +726,10 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
         lines += ["", "### Progress of the study (what is finished, what is not)", ""] + status
     lines += ["", "Ablations and overhead: [study_ablations.md](study_ablations.md)", ""]
     lines += ablation_findings(ablations)
+    if lora:
+        lines += ["", "## Full fine-tuning + RMT or DP-LoRA? (issue 18)", ""]
+        lines += [lora_finding(r) + f" ([study_lora_{name}.md](study_lora_{name}.md), ![](study_lora_{name}.png))"
+                  for name, r in lora.items()]
     lines += ["",
               "## Cost", "",
               f"Runs finished {cost['finished']} of {cost['planned']} planned; CPU time of all attempts so far "
@@ -713,19 +773,28 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
             for r in lr_runs]}, indent=1) + "\n")
         (reports_dir / "study_lr.md").write_text(lr_markdown(lr_record, lr_runs, command))
         written += [reports_dir / "study_lr.json", reports_dir / "study_lr.md"]
-    settings = {}
-    for setting in dict.fromkeys(r["setting"] for r in study_runs):
-        runs_here = [r for r in study_runs if r["setting"] == setting]
-        if not any(r["finished"] for r in runs_here):
-            continue
-        report = compare_setting(setting, plan, runs_here, command)
-        settings[setting] = report
-        name = f"study_{setting}"
-        (reports_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
-        (reports_dir / f"{name}.md").write_text(setting_markdown(report, name))
-        written += [reports_dir / f"{name}.json", reports_dir / f"{name}.md"]
-        png = plot_setting(report, reports_dir / f"{name}.png")
-        written += [png] if png else []
+    settings, lora = {}, {}
+    lora_runs = [r for r in study_runs if r["role"] == LORA_ROLE]  # issue 18's comparison: its own report
+    study_runs = [r for r in study_runs if r["role"] != LORA_ROLE]
+    for group, runs_in_group in (("main", study_runs), ("lora", lora_runs)):
+        for setting in dict.fromkeys(r["setting"] for r in runs_in_group):
+            runs_here = [r for r in runs_in_group if r["setting"] == setting]
+            if not any(r["finished"] for r in runs_here):
+                continue
+            if group == "main":
+                report, name = compare_setting(setting, plan, runs_here, command), f"study_{setting}"
+                settings[setting] = report
+            else:
+                report = compare_setting(setting, plan, runs_here, command, reference=LORA_REFERENCE,
+                                         required=tuple(dict.fromkeys(r["arm"] for r in runs_here)))
+                report.update(comparison="lora", lr="per arm (each arm's own search)", trainable="per arm")
+                name = f"study_lora_{setting}"
+                lora[setting] = report
+            (reports_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+            (reports_dir / f"{name}.md").write_text(setting_markdown(report, name))
+            written += [reports_dir / f"{name}.json", reports_dir / f"{name}.md"]
+            png = plot_setting(report, reports_dir / f"{name}.png")
+            written += [png] if png else []
     archived_settings = {f"{name} (archived)": r for name, r in (kept or {}).get("settings", {}).items()
                          if not r["incomplete"]}  # the archive's complete settings stand beside this directory's
     ablations = ablation_report(plan, {**archived_settings, **settings}, command)
@@ -750,6 +819,6 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
             pass
     (reports_dir / "README.md").write_text(readme(plan, settings, ablations, lr_record, cost, command,
                                                     regimes.get("regime_map"), status_table(loaded, runs),
-                                                    more_regimes=regimes, archive=kept))
+                                                    more_regimes=regimes, archive=kept, lora=lora))
     written.append(reports_dir / "README.md")
     return written

@@ -133,3 +133,28 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):
     runs[0]["blas_threads"] = ["2", "1"]  # one baseline attempt at another thread count: no overhead figure
     r = rep.compare_setting("s", plan, runs, "cmd")
     assert rep.ablation_report(plan, {"s": r}, "cmd")["settings"]["s"]["denoiser_overhead_per_step"] is None
+
+
+def test_lora_comparison_has_its_own_reference_and_paired_differences(rep):
+    """Issue 18: full fine-tuning is the reference (ft_rmt − ft is the paired difference and the wins), every
+    LoRA arm gets its paired difference to ft, and the report is INCOMPLETE until every arm has 3 seeds."""
+    runs = [fake_run("ft", s, {25: 0.70 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
+    runs += [fake_run("ft_rmt", s, {25: 0.72 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
+    runs += [fake_run("lora_r4", s, {25: 0.60 + 0.01 * s, 50: 0.75 + 0.02 * s}) for s in range(3)]
+    for run in runs:
+        run["summary"]["trainable_parameters"] = {"ft": 10_000, "ft_rmt": 10_000, "lora_r4": 500}[run["arm"]]
+    arms = ("ft", "ft_rmt", "lora_r4")
+    r = rep.compare_setting("s", PLAN, runs, "cmd", reference=rep.LORA_REFERENCE, required=arms)
+    assert r["incomplete"] is False and r["reference"] == {"baseline": "ft", "denoised": "ft_rmt"}
+    assert r["best_baseline_accuracy"] == pytest.approx(0.81)  # the mean ft curve at its best
+    assert r["wins_at"]["25"]["denoised_wins"] == 3 and r["paired_final"]["mean"] == pytest.approx(0.0)
+    assert r["paired_vs_baseline"]["lora_r4"]["differences"] == pytest.approx([-0.05, -0.04, -0.03])
+    assert "baseline" not in r["steps_to_90"] and r["steps_to_90"]["ft"] == [50, 50, 50]
+    r.update(comparison="lora")
+    md = rep.setting_markdown(r, "study_lora_s")
+    assert "full fine-tuning (+ RMT) vs DP-LoRA" in md and "ft_rmt − ft at the end" in md
+    assert "- lora_r4 − ft: -0.0400" in md
+    line = rep.lora_finding(r)
+    assert "INCOMPLETE" not in line and "lora_r4 0.7700 ± 0.0200 (n=3) (500 trainable" in line
+    short = rep.compare_setting("s", PLAN, runs[:-1], "cmd", reference=rep.LORA_REFERENCE, required=arms)
+    assert short["incomplete"] is True and "INCOMPLETE" in rep.lora_finding(short)

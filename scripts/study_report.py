@@ -554,7 +554,7 @@ def finding(r: dict) -> str:
                else "no difference the seeds can resolve")
     early = r["checkpoint_steps"][0]
     wins = r["wins_at"].get(str(early), {})
-    peers = [f"{arm} (peer implementation) {st['mean']:.4f} ± {st['sd']:.4f} over {st['n']} seeds"
+    peers = [f"{arm} (peer implementation) {fmt_stats(st)}"
              for arm, st in r["final_accuracy_stats"].items() if arm not in ("baseline", "denoised")
              and arm in PEER_ARMS and st.get("n")]
     return (f"- {head}: final accuracy {b['mean']:.4f} ± {b['sd']:.4f} (baseline) vs {d['mean']:.4f} ± "

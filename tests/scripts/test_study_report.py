@@ -63,6 +63,8 @@ def test_compare_setting(rep):
     assert r["denoiser_activity"]["denoised"]["steps_with_kept"] == [2, 2, 2]
     assert "help" not in rep.finding(r) and "no difference" not in rep.finding(r)  # CI excludes 0: hurts
     assert "hurts" in rep.finding(r)
+    one_peer = rep.compare_setting("s", PLAN, runs + [fake_run("opacus", 0, {25: 0.7, 50: 0.8})], "cmd")
+    assert "opacus (peer implementation) 0.8000 (n=1)" in rep.finding(one_peer)  # one seed: no sd, no crash
     short = rep.compare_setting("s", PLAN, runs[:2] + runs[3:], "cmd")
     assert short["incomplete"] is True and "INCOMPLETE" in rep.finding(short)
 

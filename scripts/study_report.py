@@ -638,6 +638,22 @@ def rerun_check(archived: dict, fresh: dict) -> str | None:
     return "; ".join(pairs) or None
 
 
+def rerun_summary(archive: dict, name: str, archived: dict, fresh: dict) -> str | None:
+    """A complete setting rerun here, against the archive's runs of the same seeds: how many final accuracies
+    are identical and the largest difference (same --seed: same batches, noise and dropout)."""
+    diffs = []
+    for arm, seeds in fresh["seeds"].items():
+        key = REPORT_KEY.get(arm, arm)
+        old = dict(zip(archived["seeds"].get(arm, []), archived["final_accuracy"].get(key, [])))
+        new = dict(zip(seeds, fresh["final_accuracy"].get(key, [])))
+        diffs += [abs(new[s] - old[s]) for s in set(old) & set(new)]
+    if not diffs:
+        return None
+    rel = f"{archive['dir'].name}/study_{name}.md"
+    return (f"Rerun of the archived runs ([{rel}]({rel})), same seeds: {sum(d == 0 for d in diffs)} of {len(diffs)} "
+            f"final accuracies identical (largest difference {max(diffs):.4f}).")
+
+
 def archived_finding(archive: dict, name: str, archived: dict, fresh: dict | None) -> str:
     rel = f"{archive['dir'].name}/study_{name}"
     line = finding(archived) + f" Archived report: [{rel}.md]({rel}.md), ![]({rel}.png)."
@@ -721,7 +737,9 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
         if old is not None and not old["incomplete"] and (r is None or r["incomplete"]):
             lines.append(archived_finding(archive, name, old, r))
         elif r is not None:
-            lines.append(finding(r) + f" ([study_{name}.md](study_{name}.md), ![](study_{name}.png))")
+            check = rerun_summary(archive, name, old, r) if old is not None else None
+            lines.append(finding(r) + f" ([study_{name}.md](study_{name}.md), ![](study_{name}.png))"
+                         + (f" {check}" if check else ""))
     if status:
         lines += ["", "### Progress of the study (what is finished, what is not)", ""] + status
     lines += ["", "Ablations and overhead: [study_ablations.md](study_ablations.md)", ""]

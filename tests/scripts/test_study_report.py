@@ -103,6 +103,13 @@ def test_archive_joins_the_findings(rep, tmp_path):
     assert "denoised seed 0: 0.8100 rerun vs 0.8000 archived" in line
     assert "study1/study_lr.md" in text and "{'lr': 0.02}" in text
     assert "2.00 CPU h, 2.25 wall h in all" in text
+    # the setting complete here: stated from this directory, with how its reruns compare to the archive
+    fresh = rep.compare_setting("s", PLAN, runs[:5] + [{**runs[5], "final_accuracy": 0.83}], "new command")
+    text = rep.readme({}, {"s": fresh}, {}, {"validation_accuracy": {}}, {"finished": 6, "planned": 6,
+                                                                         "cpu_hours": 0.5, "wall_hours": 0.25},
+                      "cmd", None, archive=kept)
+    line = next(x for x in text.splitlines() if x.startswith("- sst2"))
+    assert "(study_s.md)" in line and "5 of 6 final accuracies identical (largest difference 0.0100)" in line
 
 
 def test_ablations_same_seed_table_and_overhead_only_at_equal_threads(rep):

@@ -252,16 +252,18 @@ def planned_runs(plan: dict, runs_dir: Path, chosen: dict | None) -> list[RunSpe
                         if search_spec.name not in seen:  # an arm's own search comes just before its first run
                             seen.add(search_spec.name)
                             runs.append(search_spec)
-                    arm_variables = variables
+                    arm_variables, lr_from = variables, None
                     if arm_name in arm_chosen:  # its own search: its lr, or {lr} stays open until chosen
                         arm_variables = {k: v for k, v in variables.items() if k != "lr"}
                         arm_variables.update(arm_chosen[arm_name][0] or {})
+                        lr_from = plan["arm_searches"][arm_name].get("same_as", arm_name)
                     spec = RunSpec(phase=phase["name"], setting=setting_name, arm=arm_name, seed=int(seed),
                                    path=runs_dir / setting_name / arm_name / f"seed{seed}",
                                    flags=fill(plan["common"] + setting["flags"] + arm["flags"], arm_variables)
                                    + accountant_flags(arm_variables), runner=arm.get("runner", "minidp"),
                                    role=arm.get("role", "ablation"),
-                                   meta={"task": setting["task"], "epsilon": setting["epsilon"]})
+                                   meta={"task": setting["task"], "epsilon": setting["epsilon"],
+                                         "lr_from": lr_from})
                     if spec.name not in seen:
                         seen.add(spec.name)
                         runs.append(spec)
@@ -458,16 +460,20 @@ def save_records(runs: list, runs_dir: Path, dest: Path) -> int:
     return copied
 
 
-def selected(spec: RunSpec, args) -> bool:
+def selected(spec: RunSpec, args, runs: list | None = None) -> bool:
     """A run the --phase / --seed / --arm filters let through. The shared search always (every later run waits
-    on it); an arm's own search when --arm lets that arm through (two processes that split the arms split
-    their searches too; an arm with "same_as" needs the arm it copies selected in the same process)."""
-    if spec.phase == "lr_search":
-        search_arm = spec.meta.get("search_arm")
-        return search_arm is None or args.arm is None or search_arm in args.arm
-    return ((args.phase is None or spec.phase in args.phase)
-            and (args.seed is None or spec.seed in args.seed)
-            and (args.arm is None or spec.arm in args.arm))
+    on it). An arm's own search only when a run that waits on it passes the filters (``runs``: the plan's
+    runs): a process given other phases or other arms does not run it, and two processes that split the arms
+    split their searches too. (Split arms, not seeds, where arms have their own searches: each run directory
+    needs its search.)"""
+    if spec.phase != "lr_search":
+        return ((args.phase is None or spec.phase in args.phase)
+                and (args.seed is None or spec.seed in args.seed)
+                and (args.arm is None or spec.arm in args.arm))
+    search_arm = spec.meta.get("search_arm")
+    if search_arm is None:
+        return True
+    return any(r.meta.get("lr_from") == search_arm and selected(r, args) for r in runs or [])
 
 
 def study_command(argv) -> str:
@@ -499,7 +505,7 @@ def main(argv=None) -> int:
         while True:
             lr, lr_record = chosen_lr(plan, runs_dir)
             runs = planned_runs(plan, runs_dir, lr)
-            pending = [r for r in runs if selected(r, args) and action_for(r) != "finished"]
+            pending = [r for r in runs if selected(r, args, runs) and action_for(r) != "finished"]
             if args.dry_run:
                 for r in runs:
                     act = action_for(r)

@@ -227,23 +227,29 @@ def test_a_plan_can_extend_another(reproduce, tmp_path):
 
 
 def test_arm_filter_splits_the_arms_own_searches(reproduce, tmp_path):
-    """--arm A: a process that takes some arms runs only those arms' own searches (and always the shared one),
-    so two processes on two cores do not both run every search."""
+    """--arm / --phase: a process runs an arm's own search only when a run that waits on it passes its filters
+    (and always the shared search), so two processes on two cores do not both run every search, and a
+    process given other phases runs none of them; "same_as" arms pull in the search they copy."""
     path = tiny_plan(tmp_path)
     plan = json.loads(path.read_text())
     plan["arms"]["lora"] = {"flags": ["--trainable", "lora", "--lora-rank", "2", "--denoise", "none"]}
+    plan["arms"]["lora_rmt"] = {"flags": ["--trainable", "lora", "--lora-rank", "2", "--denoise", "rmt"]}
+    plan["arms"]["ft"] = {"flags": ["--trainable", "all", "--denoise", "none"]}
     plan["arm_searches"] = {"lora": {"setting": "val", "seed": 0, "lrs": [0.003, 0.03]},
-                            "rmt": {"setting": "val", "seed": 0, "lrs": [0.01]}}
-    plan["phases"].append({"name": "lora", "settings": ["tiny_eps3"], "arms": ["lora"], "seeds": [0]})
+                            "lora_rmt": {"same_as": "lora"}, "ft": {"setting": "val", "seed": 0, "lrs": [0.01]}}
+    plan["phases"].append({"name": "cmp", "settings": ["tiny_eps3"], "arms": ["lora", "lora_rmt", "ft"],
+                           "seeds": [0]})
     path.write_text(json.dumps(plan))
     runs = reproduce.planned_runs(reproduce.load_plan(path, []), tmp_path / "runs", None)
 
     def chosen(*argv):
         args = reproduce.parse_args(["--runs-dir", str(tmp_path / "runs"), *argv])
-        return {r.name for r in runs if reproduce.selected(r, args)}
+        return {r.name for r in runs if reproduce.selected(r, args, runs)}
 
     shared = {"val/baseline_lr0.001/seed0", "val/baseline_lr0.01/seed0"}
     lora_search = {"val/lora_lr0.003/seed0", "val/lora_lr0.03/seed0"}
     assert chosen("--arm", "lora") == shared | lora_search | {"tiny_eps3/lora/seed0"}
-    assert chosen("--arm", "rmt") == shared | {"val/rmt_lr0.01/seed0", "tiny_eps3/rmt/seed0"}
+    assert chosen("--arm", "lora_rmt") == shared | lora_search | {"tiny_eps3/lora_rmt/seed0"}  # same_as
+    assert chosen("--arm", "ft") == shared | {"val/ft_lr0.01/seed0", "tiny_eps3/ft/seed0"}
+    assert chosen("--phase", "main") == shared | {"tiny_eps3/baseline/seed0", "tiny_eps3/rmt/seed0"}
     assert chosen() == {r.name for r in runs}

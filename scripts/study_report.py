@@ -719,7 +719,7 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
         lines += regime_findings(found) + [""]
         lines += [f"Spectrum figures: [denoiser acts]({files.format('acts')}) · [denoiser keeps nothing]"
                   f"({files.format('idle')})", ""]
-    lr_link = "study_lr.md"
+    lr_link, arm_searches = "study_lr.md", lr_rec.get("arms") or {}
     if archive and archive["lr"] is not None and not lr_rec.get("validation_accuracy"):
         lr_rec, lr_link = archive["lr"], f"{archive['dir'].name}/study_lr.md"
     lines += ["## Training study", ""]
@@ -731,6 +731,11 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
     lines += [f"Learning rate (and trainable set): [{lr_link}]({lr_link}) — chosen "
               f"{lr_rec.get('chosen') if lr_rec.get('chosen') is not None else 'not yet'} on a validation split "
               f"of the training data." + (f" **Blocked:** {lr_rec['blocked']}." if lr_rec.get("blocked") else ""), ""]
+    if arm_searches:  # issue 18's arms search their own learning rates on the same validation split
+        lines += ["Arms with their own search ([study_lr.md](study_lr.md)): " + "; ".join(
+            f"{arm} {rec.get('chosen') if rec.get('chosen') is not None else 'not yet'}"
+            + (f" (**blocked:** {rec['blocked']})" if rec.get("blocked") else "") for arm, rec in arm_searches.items())
+            + ".", ""]
     archived = (archive or {}).get("settings", {})
     for name in dict.fromkeys([*archived, *settings]):
         r, old = settings.get(name), archived.get(name)

@@ -236,16 +236,14 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
         report["steps_to_90"].setdefault(key, [])
         report["steps_to_95"].setdefault(key, [])
         report["final_accuracy"].setdefault(key, [])
+    a = {r["seed"]: r["final_accuracy"] for r in base}
     if base:
-        a = {r["seed"]: r["final_accuracy"] for r in base}
         for arm, rs in finished.items():
             if arm != reference[0]:
                 report["paired_vs_baseline"][REPORT_KEY.get(arm, arm)] = paired(
                     a, {r["seed"]: r["final_accuracy"] for r in rs})
     if base and den:
-        a = {r["seed"]: r["final_accuracy"] for r in base}
-        b = {r["seed"]: r["final_accuracy"] for r in den}
-        report["paired_final"] = paired(a, b)
+        report["paired_final"] = report["paired_vs_baseline"][REPORT_KEY.get(reference[1], reference[1])]
         for s in checkpoints:
             a_s = {r["seed"]: accuracy_at(r["curve"], s) for r in base}
             b_s = {r["seed"]: accuracy_at(r["curve"], s) for r in den}
@@ -627,26 +625,27 @@ def read_archive(archive_dir: Path | None) -> dict | None:
     return {"dir": archive_dir, "about": about, "settings": settings, "lr": lr}
 
 
-def rerun_check(archived: dict, fresh: dict) -> str | None:
-    """Seeds finished in both: the rerun's final accuracy beside the archived one (same --seed, same noise)."""
+def rerun_pairs(archived: dict, fresh: dict) -> list[tuple]:
+    """(report key, seed, rerun final accuracy, archived final accuracy) for every seed finished in both."""
     pairs = []
     for arm, seeds in fresh["seeds"].items():
         key = REPORT_KEY.get(arm, arm)
         old = dict(zip(archived["seeds"].get(arm, []), archived["final_accuracy"].get(key, [])))
         new = dict(zip(seeds, fresh["final_accuracy"].get(key, [])))
-        pairs += [f"{key} seed {s}: {new[s]:.4f} rerun vs {old[s]:.4f} archived" for s in sorted(set(old) & set(new))]
-    return "; ".join(pairs) or None
+        pairs += [(key, s, new[s], old[s]) for s in sorted(set(old) & set(new))]
+    return pairs
+
+
+def rerun_check(archived: dict, fresh: dict) -> str | None:
+    """Seeds finished in both: the rerun's final accuracy beside the archived one (same --seed, same noise)."""
+    return "; ".join(f"{key} seed {s}: {new:.4f} rerun vs {old:.4f} archived"
+                     for key, s, new, old in rerun_pairs(archived, fresh)) or None
 
 
 def rerun_summary(archive: dict, name: str, archived: dict, fresh: dict) -> str | None:
     """A complete setting rerun here, against the archive's runs of the same seeds: how many final accuracies
     are identical and the largest difference (same --seed: same batches, noise and dropout)."""
-    diffs = []
-    for arm, seeds in fresh["seeds"].items():
-        key = REPORT_KEY.get(arm, arm)
-        old = dict(zip(archived["seeds"].get(arm, []), archived["final_accuracy"].get(key, [])))
-        new = dict(zip(seeds, fresh["final_accuracy"].get(key, [])))
-        diffs += [abs(new[s] - old[s]) for s in set(old) & set(new)]
+    diffs = [abs(new - old) for _, _, new, old in rerun_pairs(archived, fresh)]
     if not diffs:
         return None
     rel = f"{archive['dir'].name}/study_{name}.md"

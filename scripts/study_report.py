@@ -548,6 +548,14 @@ def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
 PEER_ARMS = ("opacus",)  # arms that run another implementation of the baseline
 
 
+def direction(ci, up: str, down: str) -> str:
+    """What a paired 95% interval says: `up` if it lies above 0, `down` if below, else that the seeds cannot
+    tell (also when there is no interval)."""
+    if not ci:
+        return "no interval (one pair)"
+    return up if ci[0] > 0 else down if ci[1] < 0 else "no difference the seeds can resolve"
+
+
 def finding(r: dict) -> str:
     """One plain sentence per setting, from measured numbers only."""
     head = f"{r['task']} at ε = {r['epsilon']:g} (batch {r['batch_size']}, {r['planned_steps']} steps)"
@@ -557,8 +565,7 @@ def finding(r: dict) -> str:
     pd = r["paired_final"]
     b, d = r["final_accuracy_stats"]["baseline"], r["final_accuracy_stats"]["denoised"]
     ci = pd["ci95"]
-    verdict = ("the denoiser helps" if ci[0] > 0 else "the denoiser hurts" if ci[1] < 0
-               else "no difference the seeds can resolve")
+    verdict = direction(ci, "the denoiser helps", "the denoiser hurts")
     early = r["checkpoint_steps"][0]
     wins = r["wins_at"].get(str(early), {})
     peers = [f"{arm} (peer implementation) {fmt_stats(st)}"
@@ -589,7 +596,9 @@ def lora_finding(r: dict) -> str:
         parts.append(f"{arm} {fmt_stats(st)} ({(r.get('trainable_parameters') or {}).get(arm) or '—'} trainable, "
                      f"{fmt(r['step_seconds'].get(arm, {}).get('mean'), 1)} s/step, lr "
                      f"{(r.get('lr_per_arm') or {}).get(arm) or '—'}"
-                     + (f"; − {base} {fmt_ci(pd)}" if pd else "") + ")")
+                     + (f"; − {base} {fmt_ci(pd)}" if pd else "")
+                     + (f": {direction(pd.get('ci95'), f'above {base}', f'below {base}')}"
+                        if pd and not r["incomplete"] else "") + ")")
     return prefix + "; ".join(parts) + "."
 
 

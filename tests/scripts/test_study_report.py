@@ -165,8 +165,18 @@ def test_lora_comparison_has_its_own_reference_and_paired_differences(rep):
     assert "- lora_r4 − ft: -0.0400" in md
     line = rep.lora_finding(r)
     assert "INCOMPLETE" not in line and "lora_r4 0.7700 ± 0.0200 (n=3) (500 trainable" in line
+    assert "; − ft -0.0400 [" in line and ": below ft)" in line  # lora_r4: CI [-0.065, -0.015] lies below 0
+    assert ": no difference the seeds can resolve)" in line  # ft_rmt − ft: all differences 0
     short = rep.compare_setting("s", PLAN, runs[:-1], "cmd", reference=rep.LORA_REFERENCE, required=arms)
     assert short["incomplete"] is True and "INCOMPLETE" in rep.lora_finding(short)
+    assert "below ft" not in rep.lora_finding(short)  # no verdict before every arm has its seeds
+
+
+def test_direction_reads_the_interval(rep):
+    assert rep.direction([0.01, 0.03], "up", "down") == "up"
+    assert rep.direction([-0.03, -0.01], "up", "down") == "down"
+    assert rep.direction([-0.01, 0.01], "up", "down") == "no difference the seeds can resolve"
+    assert rep.direction(None, "up", "down") == "no interval (one pair)"
 
 
 def test_model_named_by_package_not_by_this_machines_path(rep):

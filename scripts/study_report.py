@@ -232,6 +232,7 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
                 "mean_kept_per_step": {str(s): float(np.mean([r["kept"].get(s, 0) for r in rs]))
                                        for s in sorted({s for r in rs for s in r["kept"]})}}
         report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
+    report["identical_arms"] = identical_arms(finished)
     for key in report["reference"].values():
         report["steps_to_90"].setdefault(key, [])
         report["steps_to_95"].setdefault(key, [])
@@ -253,6 +254,25 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
                                          "ties": int(sum(d == 0 for d in pd["differences"])),
                                          "seeds": len(pd["differences"])}
     return report
+
+
+def identical_arms(finished: dict) -> list[dict]:
+    """Pairs of arms with the same finished seeds whose runs give the same accuracy at every evaluation of
+    every seed (e.g. an arm whose own search chose another arm's lr repeats that arm's runs: with --seed the
+    runs are deterministic). ``finished``: {arm: [loaded runs]}."""
+    names, out = list(finished), []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ca = {r["seed"]: r["curve"] for r in finished[a]}
+            cb = {r["seed"]: r["curve"] for r in finished[b]}
+            if ca and ca.keys() == cb.keys() and all(ca[s] == cb[s] for s in ca):
+                out.append({"arms": [REPORT_KEY.get(a, a), REPORT_KEY.get(b, b)], "seeds": sorted(ca)})
+    return out
+
+
+def identical_words(r: dict) -> str:
+    return "; ".join(f"{p['arms'][0]} and {p['arms'][1]} give the same accuracy at every evaluation of seeds "
+                     f"{p['seeds']}" for p in r.get("identical_arms") or [])
 
 
 def machine() -> dict:
@@ -326,6 +346,8 @@ def setting_markdown(r: dict, name: str) -> str:
                      f"{fmt_stats(r['step_seconds'].get(arm, {}))} | "
                      f"{', '.join(f'{w:.0f}' for w in r['wall_seconds'].get(arm, []))} | "
                      f"{params if params is not None else '—'} | {(r.get('lr_per_arm') or {}).get(arm) or '—'} |")
+    if r.get("identical_arms"):
+        lines += ["", f"Identical runs: {identical_words(r)} (with --seed a run is deterministic)."]
     if r["denoiser_activity"]:
         lines += ["", "What the denoiser did (release-safe counts from metrics.jsonl):", ""]
         for arm, a in r["denoiser_activity"].items():
@@ -599,7 +621,8 @@ def lora_finding(r: dict) -> str:
                      + (f"; − {base} {fmt_ci(pd)}" if pd else "")
                      + (f": {direction(pd.get('ci95'), f'above {base}', f'below {base}')}"
                         if pd and not r["incomplete"] else "") + ")")
-    return prefix + "; ".join(parts) + "."
+    same = identical_words(r)
+    return prefix + "; ".join(parts) + "." + (f" Identical runs: {same}." if same else "")
 
 
 def status_table(loaded: list[dict], runs: list) -> list[str]:

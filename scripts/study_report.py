@@ -558,7 +558,8 @@ def lr_markdown(rec: dict, runs: list[dict], command: str) -> str:
              f"Rule: {rec.get('rule', 'highest final validation accuracy')}. {shared}",
              f"{('**Blocked:** ' + rec['blocked']) if rec.get('blocked') else ''}", ""]
     for arm, arm_rec in (rec.get("arms") or {}).items():
-        lines.append(f"- arm `{arm}` (its own search): chosen "
+        source = f"takes `{arm_rec['same_as']}`'s" if arm_rec.get("same_as") else "its own search"
+        lines.append(f"- arm `{arm}` ({source}): chosen "
                      f"{arm_rec.get('chosen') if arm_rec.get('chosen') is not None else 'not yet'}"
                      + (f"; **blocked:** {arm_rec['blocked']}" if arm_rec.get("blocked") else ""))
     lines += ["", "| run | finished | final validation accuracy | wall s |", "|---|---|---|---|"]

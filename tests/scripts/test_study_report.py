@@ -198,3 +198,10 @@ def test_identical_arms_are_named(rep):
     assert expected in rep.setting_markdown(r, "x") and expected in rep.lora_finding(r)
     runs[-4]["curve"] = {25: 0.72, 50: 0.5}  # one evaluation differs: no longer identical
     assert rep.compare_setting("s", PLAN, runs, "cmd", reference=rep.LORA_REFERENCE)["identical_arms"] == []
+
+
+def test_lr_report_says_which_arm_takes_anothers_lr(rep):
+    rec = {"arms": {"ft": {"chosen": {"lr": 0.003}}, "ft_rmt": {"chosen": {"lr": 0.003}, "same_as": "ft"}}}
+    md = rep.lr_markdown(rec, [], "cmd")
+    assert "- arm `ft` (its own search): chosen {'lr': 0.003}" in md
+    assert "- arm `ft_rmt` (takes `ft`'s): chosen {'lr': 0.003}" in md

@@ -14,6 +14,7 @@ from minidp.data import TASKS
 from minidp.denoise.gradients import DenoiseSettings
 from minidp.denoise.rmt import FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
 from minidp.errors import ConfigError
+from minidp.nn.pooling import POOLING_CHOICES
 from minidp.optim import OPTIMIZERS
 from minidp.privacy.accountant import ACCOUNTANTS
 from minidp.privacy.mechanism import CLIP_METHODS
@@ -29,6 +30,8 @@ class ModelConfig:
     dtype: str = "float32"  # "float32" (training) | "float64" (checks)
     device: str = field(default_factory=default_device)  # "cpu" | "cuda"; default $MINIDP_DEVICE, else "cpu"
     max_length: int = 128  # tokens per example after truncation, special tokens included
+    pooling: str | None = None  # what the head reads: "cls" (position 0) | "mean" (the real tokens' mean); None:
+    #                             the checkpoint's (models.hf.checkpoint_pooling); a run records the one it used
     # LoRA (trainable="lora" only): the factors A (r, d_in), B (d_out, r) of the targeted layers + the head train
     lora_rank: int = 8  # r
     lora_alpha: float = 16.0  # α: the update B A is scaled by α / r
@@ -139,6 +142,8 @@ class TrainConfig:
         _check(m.device in ("cpu", "cuda"), "model.device", f"{m.device!r} is not cpu or cuda")
         _check(m.max_length >= 3, "model.max_length",
                f"{m.max_length} < 3 (room for the special tokens and one token of text)")
+        _check(m.pooling is None or m.pooling in POOLING_CHOICES, "model.pooling",
+               f"{m.pooling!r} not in {POOLING_CHOICES}")
         _check_lora(m)
         _check(0.0 < d.eval_fraction < 1.0, "data.eval_fraction", f"{d.eval_fraction} is not in (0, 1)")
         _check(d.eval_limit is None or d.eval_limit > 0, "data.eval_limit", "must be positive")
@@ -185,6 +190,7 @@ FIELD_FLAGS = {
     "run.batch_size": "--batch-size", "run.max_physical_batch": "--max-physical-batch",
     "run.eval_every": "--eval-every", "run.checkpoint_every": "--checkpoint-every",
     "run.eval_batch_size": "--eval-batch-size", "model.max_length": "--max-length",
+    "model.pooling": "--pooling",
     "model.lora_rank": "--lora-rank", "model.lora_alpha": "--lora-alpha", "model.lora_targets": "--lora-targets",
     "model.lora_dropout": "--lora-dropout", "model.lora_adapter": "--lora-adapter", "model.merge_lora": "--merge-lora",
 }

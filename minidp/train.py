@@ -23,6 +23,7 @@ the accountant as an extra step (and reported).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
@@ -199,11 +200,14 @@ def build_model(config: TrainConfig, num_labels: int, log=print):
         lora = {"adapter": m.lora_adapter} if m.lora_adapter else \
             {"r": m.lora_rank, "alpha": m.lora_alpha, "targets": m.lora_target_list(), "dropout": m.lora_dropout}
     return load_pretrained(m.path, num_labels=num_labels, dtype=m.dtype, device=m.device,
-                           trainable=trainable, seed=init_seed, lora=lora, log=log)
+                           trainable=trainable, seed=init_seed, lora=lora, pooling=m.pooling, log=log)
 
 
 def build_run(config: TrainConfig, datasets=None, log=print) -> Run:
-    """Read and check every input (model, data, privacy plan) and build the DP step. Writes nothing."""
+    """Read and check every input (model, data, privacy plan) and build the DP step. Writes nothing.
+
+    ``Run.config`` is ``config`` with the pooling the model uses filled in (model.pooling None: the
+    checkpoint's), so the run's config.json records it and a resume cannot change it."""
     config.validate()
     r, p = config.run, config.privacy
     check_max_length(config)
@@ -213,6 +217,7 @@ def build_run(config: TrainConfig, datasets=None, log=print) -> Run:
     plan = plan_privacy(config, len(train_set))
     tokenizer = load_tokenizer(config.model.path)
     model = build_model(config, num_labels=train_set.num_classes, log=log)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, pooling=model.pooling))
     streams = RandomStreams(seed=r.seed, device=config.model.device)
     model.dropout_rng = streams.dropout
     train_data = TokenizedDataset(train_set, tokenizer, config.model.max_length)
@@ -314,8 +319,8 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
             log(f"resuming at step {start} of {plan.steps} (ε so far = "
                 f"{step.accountant.get_epsilon(plan.delta) if start else 0.0:.4f})")
         else:
-            run_dir.start(overwrite=overwrite, config=config.to_dict() | {"privacy_plan": plan.__dict__,
-                                                                          "data_notes": run.data_notes})
+            run_dir.start(overwrite=overwrite, config=run.config.to_dict() | {"privacy_plan": plan.__dict__,
+                                                                              "data_notes": run.data_notes})
             write_checkpoint(run, run_dir)  # step 0: the streams' starting state, so any crash can resume
     warmup = int(config.optim.warmup_fraction * plan.steps)
     progress = _progress_bar(plan.steps, enabled=r.progress, initial=step.steps_done)

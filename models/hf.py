@@ -1,6 +1,7 @@
 """Hugging Face checkpoint directories in and out: config.json + model.safetensors (HF names and layouts).
 
-    model = load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", seed=0)
+    model = load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", seed=0,
+                            pooling=None)      # None: the checkpoint's pooling (checkpoint_pooling)
     save_pretrained(model, out_dir)    # transformers.AutoModelForSequenceClassification loads it
 
     lora = load_pretrained(path, trainable="lora", lora={"r": 8, "alpha": 16, "targets": ["query", "value"],
@@ -14,6 +15,18 @@ checkpoint has none) and ignores what a sequence classifier does not use (``lm_h
 RoBERTa's pooler, ``position_ids`` / ``token_type_ids`` buffers). A missing head (``classifier.*``; for
 BERT also ``bert.pooler.*``) is initialised N(0, 0.02²), biases 0, from ``seed`` and listed in
 ``model.init_report``. Uses ``safetensors.numpy`` only (no torch).
+
+Pooling (minidp.nn.pooling): what the head reads, "cls" (position 0, transformers' heads) or "mean" (the real
+tokens' mean). ``pooling=None`` takes the checkpoint's (``checkpoint_pooling``): config.json's
+``minidp_pooling`` (which save_pretrained writes), else sentence-transformers' ``1_Pooling/config.json``
+(``pooling_mode_mean_tokens`` true -> "mean", else ``pooling_mode_cls_token`` true -> "cls"), else "cls".
+transformers ignores ``minidp_pooling``: its ``*ForSequenceClassification`` always reads position 0, so a
+"mean" model's logits are, in torch (BERT; RoBERTa: classifier.dense -> tanh -> classifier.out_proj)::
+
+    h = hf.bert(input_ids, attention_mask=mask).last_hidden_state             # (B, T, C)
+    m = mask[..., None].to(h.dtype)                                           # (B, T, 1)
+    z = (h * m).sum(1) / m.sum(1).clamp(min=1)                                # (B, C) masked mean
+    logits = hf.classifier(torch.tanh(hf.bert.pooler.dense(z)))               # (B, K), eval mode
 
 LoRA (models/lora.py): ``lora={"r", "alpha", "targets", "dropout"}`` adds fresh factors (B = 0, drawn from
 ``seed``'s init stream after any head); ``lora={"adapter": DIR}`` reads a PEFT adapter directory
@@ -33,6 +46,7 @@ from safetensors.numpy import load_file, save_file
 
 from minidp.backend import RandomStreams, to_host
 from minidp.errors import ConfigError, DataError
+from minidp.nn.pooling import POOLING_CHOICES
 from models import lora as lora_io
 from models.config import (EncoderConfig, head_modules_to_save, head_param_names, init_params, lora_param_shapes,
                            param_shapes)
@@ -46,6 +60,8 @@ ARCHITECTURES = {"roberta": "RobertaForSequenceClassification", "bert": "BertFor
 IGNORED_PREFIXES = ("lm_head.", "cls.")  # pretraining heads
 IGNORED_SUFFIXES = ("position_ids", "token_type_ids")  # buffers, not parameters
 ACCEPTED_DTYPES = ("float16", "float32", "float64")
+POOLING_FIELD = "minidp_pooling"  # config.json: the pooling a minidp model was saved with
+ST_POOLING_CONFIG = Path("1_Pooling") / CONFIG_FILE  # sentence-transformers' pooling module
 
 
 def read_config(path) -> dict:
@@ -69,6 +85,31 @@ def read_config(path) -> dict:
     if not isinstance(raw, dict):
         raise DataError(f"{file}: expected a JSON object")
     return raw
+
+
+def checkpoint_pooling(path, raw: dict | None = None) -> str:
+    """The pooling a checkpoint directory asks for, "cls" | "mean" (the rule in the module docstring).
+
+    ``raw``: its parsed config.json (read when None). DataError naming the file for an unknown
+    ``minidp_pooling`` or an unreadable ``1_Pooling/config.json``."""
+    raw = read_config(path) if raw is None else raw
+    if POOLING_FIELD in raw:
+        value = raw[POOLING_FIELD]
+        if value not in POOLING_CHOICES:
+            raise DataError(f"{Path(path) / CONFIG_FILE}: {POOLING_FIELD}={value!r} is not one of {POOLING_CHOICES}")
+        return value
+    file = Path(path) / ST_POOLING_CONFIG
+    if not file.is_file():
+        return "cls"
+    try:
+        st = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{file}: unreadable ({err})") from None
+    if not isinstance(st, dict):
+        raise DataError(f"{file}: expected a JSON object")
+    if st.get("pooling_mode_mean_tokens") is True:
+        return "mean"
+    return "cls"  # pooling_mode_cls_token, or a mode minidp does not implement (max, sqrt-length)
 
 
 def read_tensors(path) -> dict:
@@ -97,16 +138,22 @@ def canonical_name(name: str, config: EncoderConfig) -> str | None:
 
 
 def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", *, seed: int = 0,
-                    verbose: bool = True, lora: dict | None = None, log=print) -> SequenceClassifier:
+                    verbose: bool = True, lora: dict | None = None, pooling: str | None = None,
+                    log=print) -> SequenceClassifier:
     """A ``SequenceClassifier`` from a HF checkpoint directory (see module docstring). Eval mode.
 
     ``device``: "cpu" or "cuda"; None means $MINIDP_DEVICE, else "cpu" (minidp.backend.default_device).
     ``lora``: None, ``{"r", "alpha", "targets", "dropout"}`` (a fresh adapter) or ``{"adapter": DIR}``.
+    ``pooling``: "cls" | "mean"; None: the checkpoint's (``checkpoint_pooling``).
     ``log``: where the note on freshly initialised tensors goes (train() passes its own; ``verbose=False``: none).
     """
     path = Path(path)
     raw = read_config(path)
     config = EncoderConfig.from_hf_dict(raw, num_labels=num_labels, source=str(path / CONFIG_FILE))
+    if pooling is None:
+        pooling = checkpoint_pooling(path, raw)
+    elif pooling not in POOLING_CHOICES:
+        raise ConfigError(f"pooling={pooling!r}: use one of {POOLING_CHOICES} (or None: the checkpoint's)")
     spec, adapter, adapter_dir = _lora_argument(lora)
     tensors = read_tensors(path)
     weights_file = path / WEIGHTS_FILE
@@ -144,7 +191,8 @@ def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainab
     if spec is not None:  # the adapter's factors, or fresh ones (B = 0) drawn after any head
         params.update(lora_factors or lora_io.init_factors(lora_param_shapes(config, spec), streams.init))
     model = SequenceClassifier(config, params, trainable=trainable, dtype=dtype, device=device,
-                               dropout_rng=RandomStreams(seed=seed, device=device).dropout, lora=spec)
+                               dropout_rng=RandomStreams(seed=seed, device=device).dropout, lora=spec,
+                               pooling=pooling)
     model.init_report = missing
     model.unexpected = unexpected
     model.source_dir = path
@@ -211,6 +259,7 @@ def hf_config(model: SequenceClassifier) -> dict:
     raw["label2id"] = {label: int(i) for i, label in id2label.items()}
     raw["num_labels"] = cfg.num_labels
     raw["dtype"] = model.dtype.name
+    raw[POOLING_FIELD] = model.pooling  # load_pretrained(pooling=None) reads it back; transformers ignores it
     return raw
 
 
@@ -230,6 +279,8 @@ def _atomic_write(file: Path, write) -> None:
 def save_pretrained(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
     """Write ``out_dir``/config.json and model.safetensors (full prefixed names, ``dtype`` default the
     model's), and copy tokenizer files from the source checkpoint when present. Returns ``out_dir``.
+    config.json records ``minidp_pooling``; transformers reads position 0 whatever it says (a "mean" model's
+    logits in torch: the module docstring).
 
     A model with LoRA layers writes a PEFT adapter instead (``save_adapter``), as PEFT's own save_pretrained
     does; save ``model.merge_lora()`` for a plain checkpoint."""

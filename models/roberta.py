@@ -7,6 +7,10 @@ One model class serves both families; they differ only in
   dropout -> classifier.dense -> tanh -> dropout -> classifier.out_proj; BERT
   (``BertForSequenceClassification``) applies bert.pooler.dense -> tanh on [CLS], then dropout -> classifier.
 
+Pooling (``pooling=``, minidp.nn.pooling): "cls" reads position 0 as above (transformers' heads); "mean" feeds
+the head the mean of the real tokens' last hidden states instead, z_i = Σ_t m_it h_it / max(1, Σ_t m_it)
+(sentence-transformers' mean pooling). Only that selection changes: the head's layers and names stay.
+
 Encoder block (post-LN, as both papers and transformers):
     a  = attention(x)                                   self-attention with padding mask (minidp.nn.attention)
     x1 = LayerNorm(dropout(a Woᵀ + bo) + x)             attention.output.{dense, LayerNorm}
@@ -33,6 +37,7 @@ from minidp.backend import array_module, get_xp, resolve_device, resolve_dtype, 
 from minidp.errors import ConfigError, DataError
 from minidp.nn import activations, attention, dropout, embedding, layernorm, linear, loss
 from minidp.nn import lora as lora_layer
+from minidp.nn import pooling as pooling_layer
 from minidp.per_example import weighted_sums
 from minidp.privacy.clipping import clip_and_sum  # the one clipping path (training uses it too)
 from models.config import TRAINABLE_CHOICES, EncoderConfig, head_param_names, lora_param_shapes, param_shapes
@@ -68,6 +73,7 @@ class BlockCache:
 
 @dataclass
 class HeadCache:
+    pooling: object  # PoolingCache: the (B, T, C) -> (B, C) selection (position 0, or the real tokens' mean)
     in_dropout: object  # (B, C) mask or None (RoBERTa only)
     dense: object  # LinearCache (B, C)
     tanh: object  # (B, C) tanh output
@@ -94,12 +100,16 @@ class SequenceClassifier:
     params: {hf_name: array} on ``device`` in ``dtype`` (device None: $MINIDP_DEVICE, else "cpu");
     trainable: the names that get records/gradients.
     lora: a ``LoraSpec`` to give the targeted linear layers a LoRA branch (``params`` then holds its factors).
+    pooling: "cls" (position 0) | "mean" (the real tokens' mean) feeds the head (minidp.nn.pooling).
     Eval mode (no dropout) by default; ``train()`` turns dropout on, drawing from ``dropout_rng``.
     """
 
     def __init__(self, config: EncoderConfig, params: dict, *, trainable="all", dtype="float32",
-                 device=None, dropout_rng=None, lora: LoraSpec | None = None):
+                 device=None, dropout_rng=None, lora: LoraSpec | None = None, pooling: str = "cls"):
+        if pooling not in pooling_layer.POOLING_CHOICES:
+            raise ConfigError(f"pooling={pooling!r}: use one of {pooling_layer.POOLING_CHOICES}")
         self.config = config
+        self.pooling = pooling
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
         self.xp = get_xp(self.device)
@@ -324,11 +334,10 @@ class SequenceClassifier:
                               attn_layernorm=ln1_cache, intermediate=inter_cache, gelu=gelu_cache,
                               output=out_cache, out_dropout=out_drop, out_layernorm=ln2_cache)
 
-    def _head_forward(self, hidden):
+    def _head_forward(self, hidden, mask):
         cfg = self.config
-        xp = array_module(hidden)
         dense, out = cfg.head_names()
-        z = xp.ascontiguousarray(hidden[:, 0, :])  # (B, C): <s> / [CLS]
+        z, pool_cache = pooling_layer.forward(hidden, mask, self.pooling)  # (B, C): <s> / [CLS], or the mean
         in_drop = None
         if cfg.model_type == "roberta":
             z, in_drop = self._dropout(z, cfg.head_dropout)  # (B, C)
@@ -336,7 +345,7 @@ class SequenceClassifier:
         z, tanh_cache = activations.tanh_forward(z)  # (B, C)
         z, out_drop = self._dropout(z, cfg.head_dropout)  # (B, C)
         logits, out_cache = linear.forward(self._p(out), z)  # (B, K)
-        return logits, HeadCache(in_dropout=in_drop, dense=dense_cache, tanh=tanh_cache,
+        return logits, HeadCache(pooling=pool_cache, in_dropout=in_drop, dense=dense_cache, tanh=tanh_cache,
                                  out_dropout=out_drop, out=out_cache)
 
     def _forward(self, input_ids, attention_mask, token_type_ids, keep_cache: bool):
@@ -349,7 +358,7 @@ class SequenceClassifier:
             if keep_cache:
                 cache.blocks.append(block_cache)
             del block_cache
-        logits, cache.head = self._head_forward(x)  # (B, K)
+        logits, cache.head = self._head_forward(x, mask)  # (B, K)
         return logits, cache
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
@@ -366,6 +375,7 @@ class SequenceClassifier:
     # ------------------------------------------------------------------ backward
 
     def _head_backward(self, cache: HeadCache, dlogits, records: dict, need_dx: bool):
+        """dlogits (B, K) -> dh (B, T, C) at the top block's output (None when no block trains)."""
         cfg = self.config
         dense, out = cfg.head_names()
         # logits = z Woutᵀ + b
@@ -377,7 +387,8 @@ class SequenceClassifier:
         dcls = self._backward(linear.backward, dense, cache.dense, dz, records)  # (B, C)
         if not need_dx:
             return None
-        return dropout.backward(cache.in_dropout, dcls)  # (B, C)
+        dpooled = dropout.backward(cache.in_dropout, dcls)  # (B, C)
+        return pooling_layer.backward(cache.pooling, dpooled)  # (B, T, C): position 0, or every real token
 
     def _block_backward(self, layer: int, c: BlockCache, dx2, records: dict):
         """``_block_forward`` in reverse; the records of its trainable parameters go into ``records``."""
@@ -441,18 +452,14 @@ class SequenceClassifier:
         if cache.head is None:
             raise ValueError("this cache has been consumed already (backward_records runs once per forward)")
         head, cache.head = cache.head, None
-        dcls = self._head_backward(head, dlogits, records, need_dx=self._lowest_stage < L)  # (B, C)
+        dx = self._head_backward(head, dlogits, records, need_dx=self._lowest_stage < L)  # (B, T, C)
         del head
-        if dcls is None:
+        if dx is None:
             cache.blocks.clear()
             cache.embeddings = None
             return records
         if len(cache.blocks) != L:
             raise ValueError("backward_records needs a cache from forward_with_cache")
-        xp = array_module(dcls)
-        B, T = cache.shape
-        dx = xp.zeros((B, T, cfg.hidden_size), dtype=dcls.dtype)  # (B, T, C)
-        dx[:, 0, :] = dcls  # the head reads only position 0
         for layer in range(L - 1, max(self._lowest_stage, 0) - 1, -1):
             block = cache.blocks.pop()  # free this block's cache once its backward is done
             dx = self._block_backward(layer, block, dx, records)  # (B, T, C)
@@ -507,7 +514,7 @@ class SequenceClassifier:
         for module, settings in self.lora_modules.items():
             params[f"{module}.weight"] = lora_layer.merged_weight(self._p(module), settings.scaling)
         merged = SequenceClassifier(self.config, params, dtype=self.dtype, device=self.device,
-                                    dropout_rng=self.dropout_rng)
+                                    dropout_rng=self.dropout_rng, pooling=self.pooling)
         merged.init_report, merged.source_dir = list(self.init_report), self.source_dir
         merged.extra_config = dict(self.extra_config)
         return merged

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,3 +248,36 @@ def test_pld_accountant_runs_and_resumes_bit_for_bit(assets, tmp_path, monkeypat
     crash_run(monkeypatch, train_args(assets, out, "--accountant", "pld"), 5)
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
     assert final_state(out) == final_state(ref)
+
+
+def test_pooling_survives_resume_and_a_change_is_refused(assets, reference, tmp_path, monkeypatch, capsys):
+    """--pooling mean: a crashed run resumes bit for bit with mean pooling (the saved config.json holds it);
+    --resume --pooling cls contradicts it. A run saved before --pooling existed read position 0 ("cls")."""
+    ref = tmp_path / "ref"
+    assert main(train_args(assets, ref, "--pooling", "mean")) == 0
+    assert json.loads((ref / "config.json").read_text())["model"]["pooling"] == "mean"
+    out = tmp_path / "run"
+    crash_run(monkeypatch, train_args(assets, out, "--pooling", "mean"), 5)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--pooling", "cls"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.pooling" in err[0] and "contradicts" in err[0]
+    assert main(["train", "--resume", str(out), "--no-progress", "--pooling", "mean"]) == 0
+    assert final_state(out) == final_state(ref)
+    assert final_state(ref)[0] != reference[0]  # mean pooling trained other parameters than the cls run
+    st_model = tmp_path / "st_model"  # a checkpoint whose own default is mean (sentence-transformers' 1_Pooling)
+    shutil.copytree(assets[0], st_model)
+    raw = json.loads((st_model / "config.json").read_text())
+    raw.pop("minidp_pooling")
+    (st_model / "config.json").write_text(json.dumps(raw))
+    (st_model / "1_Pooling").mkdir()
+    (st_model / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    old = tmp_path / "old"
+    crash_run(monkeypatch, train_args((st_model, assets[1]), old, "--pooling", "cls"), 4)
+    saved = json.loads((old / "config.json").read_text())
+    del saved["model"]["pooling"]  # as written before issue 25
+    (old / "config.json").write_text(json.dumps(saved))
+    assert main(["train", "--resume", str(old), "--pooling", "mean"]) == 2
+    assert "model.pooling" in capsys.readouterr().err
+    assert main(["train", "--resume", str(old), "--no-progress"]) == 0
+    assert_same_as_reference(old, reference)  # resumed with cls, as it started

@@ -15,6 +15,7 @@ from minidp.config import DataConfig, ModelConfig, OptimConfig, PrivacyConfig, R
 from minidp.data import load_tokenizer
 from minidp.data.batching import TokenizedDataset
 from minidp.data.dataset import TextDataset
+from minidp.errors import ConfigError
 from minidp.optim import make_optimizer
 from minidp.privacy import RDPAccountant
 from minidp.step import DenoiseSettings, DPStep
@@ -196,3 +197,49 @@ def test_cli_missing_data_is_one_line(tiny_model_dir, tmp_path, capsys):
                  "--max-length", "16"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "SST-2" in err[0]
+
+
+def _pooling_args(model_dir, tsv, out, *extra):
+    return ["train", "--model", str(model_dir), "--task", "csv", "--train-file", str(tsv), "--text-column",
+            "sentence", "--label-column", "label", "--noise-multiplier", "0.5", "--epsilon", "50", "--steps", "2",
+            "--batch-size", "16", "--max-length", "16", "--seed", "0", "--no-progress", "--out", str(out), *extra]
+
+
+def test_cli_pooling_is_recorded_and_exported(tiny_model_dir, tmp_path, capsys):
+    """--pooling mean: RUN_DIR/config.json records it, the exported model/config.json says minidp_pooling=mean,
+    and load_pretrained reads it back. Without the flag the checkpoint's pooling is used and recorded."""
+    import shutil
+
+    from minidp.cli import main
+
+    tsv = write_tiny_tsv(tmp_path / "train.tsv", 80)
+    assert main(_pooling_args(tiny_model_dir, tsv, tmp_path / "mean", "--pooling", "mean")) == 0
+    assert json.loads((tmp_path / "mean" / "config.json").read_text())["model"]["pooling"] == "mean"
+    assert json.loads((tmp_path / "mean" / "model" / "config.json").read_text())["minidp_pooling"] == "mean"
+    assert load_pretrained(tmp_path / "mean" / "model", verbose=False).pooling == "mean"
+    # no flag, a sentence-transformers checkpoint (1_Pooling: mean tokens, no minidp_pooling): "mean", recorded
+    st = tmp_path / "st_model"
+    shutil.copytree(tiny_model_dir, st)
+    raw = json.loads((st / "config.json").read_text())
+    raw.pop("minidp_pooling")
+    (st / "config.json").write_text(json.dumps(raw))
+    (st / "1_Pooling").mkdir()
+    (st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    assert main(_pooling_args(st, tsv, tmp_path / "default")) == 0
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["model"]["pooling"] == "mean"
+    assert main(_pooling_args(tiny_model_dir, tsv, tmp_path / "cls")) == 0  # minidp's own checkpoint: "cls"
+    assert json.loads((tmp_path / "cls" / "config.json").read_text())["model"]["pooling"] == "cls"
+    capsys.readouterr()
+
+
+def test_cli_bad_pooling_exits_2(tiny_model_dir, tmp_path, capsys):
+    from minidp.cli import main
+
+    tsv = write_tiny_tsv(tmp_path / "train.tsv", 40)
+    with pytest.raises(SystemExit) as stop:
+        main(_pooling_args(tiny_model_dir, tsv, tmp_path / "run", "--pooling", "max"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "--pooling" in err[0] and "max" in err[0]
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=r"model.pooling \(--pooling\)"):
+        TrainConfig(model=ModelConfig(path=str(tiny_model_dir), pooling="max")).validate()

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from minidp.config import (CLIP_METHODS, DENOISE_METHODS, DENOISERS, FALLBACKS, NORM_CORRECTIONS, OPTIMIZERS,
-                           TASKS, DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig,
-                           TrainConfig)
+                           POOLING_CHOICES, TASKS, DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig,
+                           RunConfig, TrainConfig)
 from minidp.backend import resolve_device
 from minidp.errors import ConfigError
 from minidp.privacy import ACCOUNTANTS
@@ -53,6 +53,11 @@ def add_parser(subparsers) -> None:
     m.add_argument("--device", default=None, choices=("cpu", "cuda"),
                    help="array backend (default: $MINIDP_DEVICE or cpu)")
     m.add_argument("--max-length", type=int, default=128, help="tokens per example after truncation")
+    m.add_argument("--pooling", default=None, choices=POOLING_CHOICES,
+                   help="what the classification head reads: cls (the first token, <s> / [CLS]) or mean (the mean "
+                   "of the real tokens' last hidden states). Default: the checkpoint's (config.json's "
+                   "minidp_pooling, else sentence-transformers' 1_Pooling/config.json, else cls); the run's "
+                   "config.json records the one used")
 
     d = parser.add_argument_group("data")
     d.add_argument("--task", default="sst2", choices=TASKS)
@@ -133,7 +138,7 @@ def config_from_args(args) -> TrainConfig:
     epochs = args.epochs if (args.epochs is not None or args.steps is not None) else 1.0
     return TrainConfig(
         model=ModelConfig(path=args.model, trainable=args.trainable, dtype=args.dtype,
-                          device=resolve_device(args.device), max_length=args.max_length,
+                          device=resolve_device(args.device), max_length=args.max_length, pooling=args.pooling,
                           lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
                           lora_dropout=args.lora_dropout, lora_adapter=args.lora_adapter,
                           merge_lora=args.merge_lora),
@@ -174,7 +179,10 @@ def resume_config(run_dir: str, argv: list[str], args) -> TrainConfig:
     if path.exists():
         RunDir(run_dir).check_usable(resume=True, overwrite=False)  # a checkpoint, and not finished
     try:
-        saved = TrainConfig.from_dict(json.loads(path.read_text()))
+        raw = json.loads(path.read_text())
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+            raw["model"].setdefault("pooling", "cls")  # a run saved before --pooling existed read position 0
+        saved = TrainConfig.from_dict(raw)
     except FileNotFoundError:
         raise ConfigError(f"--resume {run_dir}: no run there ({path} is missing)") from None
     except (OSError, ValueError) as err:
@@ -203,7 +211,7 @@ def _args_of(config: TrainConfig, defaults: dict) -> dict:
     """The argparse namespace (as a dict) that config_from_args maps onto ``config``."""
     m, d, p, o, z, r = config.model, config.data, config.privacy, config.optim, config.denoise, config.run
     return {**defaults, "model": m.path, "trainable": m.trainable, "dtype": m.dtype, "device": m.device,
-            "max_length": m.max_length, "lora_rank": m.lora_rank, "lora_alpha": m.lora_alpha,
+            "max_length": m.max_length, "pooling": m.pooling, "lora_rank": m.lora_rank, "lora_alpha": m.lora_alpha,
             "lora_targets": m.lora_targets, "lora_dropout": m.lora_dropout, "lora_adapter": m.lora_adapter,
             "merge_lora": m.merge_lora, "task": d.task, "data": d.data_dir, "train_file": d.train_file,
             "eval_file": d.eval_file, "text_column": d.text_column, "text_pair_column": d.text_pair_column,

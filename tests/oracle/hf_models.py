@@ -6,6 +6,7 @@ Only tests import this (torch and transformers are oracles, never dependencies o
     batch = random_batch(hf_model.config, B=5, T=9, seed=1)  # numpy ids / mask / token types / labels
     loss, grads = torch_loss_and_grads(hf_model, batch)      # gradient of the mean loss, {name: ndarray}
     per_ex = torch_per_example_grads(hf_model, batch)        # {name: (B, *shape)} one example at a time
+    per_ex = torch_per_example_grads(hf_model, batch, logits_fn=mean_pooled_logits)  # minidp's pooling="mean"
 """
 from __future__ import annotations
 
@@ -80,16 +81,33 @@ def _torch_inputs(batch, rows=slice(None)):
     return out
 
 
-def torch_logits(model, batch) -> np.ndarray:
+def torch_logits(model, batch, logits_fn=None) -> np.ndarray:
     torch = require_module("torch")
     with torch.no_grad():
-        return model(**_torch_inputs(batch)).logits.numpy()
+        inputs = _torch_inputs(batch)
+        return (model(**inputs).logits if logits_fn is None else logits_fn(model, inputs)).numpy()
 
 
-def _loss_grads(model, batch, rows, reduction: str):
+def mean_pooled_logits(model, inputs):
+    """(B, K) logits of ``model``'s own head on the masked mean of its last hidden states (minidp's
+    pooling="mean"): z_i = Σ_t m_it h_it / max(1, Σ_t m_it), then BERT pooler.dense -> tanh -> dropout ->
+    classifier, RoBERTa dropout -> classifier.dense -> tanh -> dropout -> classifier.out_proj."""
+    torch = require_module("torch")
+    encoder = model.roberta if model.config.model_type == "roberta" else model.bert
+    h = encoder(**inputs).last_hidden_state  # (B, T, C)
+    m = inputs["attention_mask"][..., None].to(h.dtype)  # (B, T, 1)
+    z = (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1)  # (B, C)
+    if model.config.model_type == "roberta":
+        head = model.classifier
+        return head.out_proj(head.dropout(torch.tanh(head.dense(head.dropout(z)))))
+    return model.classifier(model.dropout(torch.tanh(model.bert.pooler.dense(z))))
+
+
+def _loss_grads(model, batch, rows, reduction: str, logits_fn=None):
     torch = require_module("torch")
     model.zero_grad(set_to_none=True)
-    logits = model(**_torch_inputs(batch, rows)).logits
+    inputs = _torch_inputs(batch, rows)
+    logits = model(**inputs).logits if logits_fn is None else logits_fn(model, inputs)
     labels = torch.from_numpy(batch["labels"][rows])
     loss = torch.nn.functional.cross_entropy(logits, labels, reduction=reduction)
     loss.backward()
@@ -102,10 +120,13 @@ def torch_loss_and_grads(model, batch):
     return _loss_grads(model, batch, slice(None), "mean")
 
 
-def torch_per_example_grads(model, batch) -> dict:
-    """{name: (B, *shape)}: ∇ loss_i (not divided by B), one example at a time (the obvious reference)."""
+def torch_per_example_grads(model, batch, logits_fn=None) -> dict:
+    """{name: (B, *shape)}: ∇ loss_i (not divided by B), one example at a time (the obvious reference).
+
+    ``logits_fn(model, inputs)``: the logits to differentiate (default the model's own, e.g.
+    ``mean_pooled_logits``)."""
     B = batch["input_ids"].shape[0]
-    per = [_loss_grads(model, batch, slice(i, i + 1), "sum")[1] for i in range(B)]
+    per = [_loss_grads(model, batch, slice(i, i + 1), "sum", logits_fn)[1] for i in range(B)]
     return {name: np.stack([g[name] for g in per]) for name in per[0]}
 
 

@@ -66,6 +66,7 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0  # C: each example's whole gradient is clipped to this L2 norm
     clip_method: str = "flat"  # "flat": min(1, C/‖g‖) | "automatic": C/(‖g‖ + γ)
     accountant: str = "rdp"  # "rdp" (Rényi DP) | "pld" (privacy loss distribution: tighter, same σ → smaller ε)
+    non_private: bool = False  # NOT PRIVATE reference: σ = 0, clipping off, nothing accounted (epsilon must be None)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,12 @@ class TrainConfig:
         _check_lora(m)
         _check(0.0 < d.eval_fraction < 1.0, "data.eval_fraction", f"{d.eval_fraction} is not in (0, 1)")
         _check(d.eval_limit is None or d.eval_limit > 0, "data.eval_limit", "must be positive")
-        _check(p.epsilon is not None or p.noise_multiplier is not None, "privacy",
+        if p.non_private:
+            _check(p.epsilon is None and p.noise_multiplier is None, "privacy.non_private",
+                   "a non-private reference run takes no --epsilon or --noise-multiplier (σ = 0, clipping off)")
+            _check(z.denoise == "none", "privacy.non_private",
+                   "a non-private reference run has no noise to denoise: use --denoise none")
+        _check(p.non_private or p.epsilon is not None or p.noise_multiplier is not None, "privacy",
                "give a target epsilon (--epsilon) or a noise multiplier (--noise-multiplier)")
         _check(p.epsilon is None or p.epsilon > 0, "privacy.epsilon", f"{p.epsilon} must be > 0")
         _check(p.delta is None or 0.0 < p.delta < 1.0, "privacy.delta", f"{p.delta} is not in (0, 1)")
@@ -183,7 +189,7 @@ FIELD_FLAGS = {
     "model.path": "--model", "data.task": "--task", "model.dtype": "--dtype", "model.device": "--device", "data.eval_fraction":
     "--eval-fraction", "data.eval_limit": "--eval-limit", "privacy.epsilon": "--epsilon", "privacy.delta": "--delta",
     "privacy.noise_multiplier": "--noise-multiplier", "privacy.max_grad_norm": "--clip",
-    "privacy.clip_method": "--clip-method", "privacy.accountant": "--accountant", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
+    "privacy.clip_method": "--clip-method", "privacy.non_private": "--non-private", "privacy.accountant": "--accountant", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
     "optim.warmup_fraction": "--warmup", "denoise.denoise": "--denoise", "denoise.kappa": "--kappa",
     "denoise.norm_correction": "--norm-correction", "denoise.fallback": "--fallback",
     "denoise.method": "--denoise-method", "denoise.min_dim": "--denoise-min-dim", "run.steps": "--steps", "run.epochs": "--epochs",

@@ -46,6 +46,14 @@ OUTPUT_PRIVACY = {
     "as sensitive as the training data": ["checkpoint/ (holds the noise and sampling streams' states)"],
 }
 
+# The same table for a --non-private reference run: it has no guarantee, so nothing it writes is covered.
+NOT_PRIVATE_OUTPUT = {
+    "NOT covered: a non-private reference run (σ = 0, clipping off, nothing accounted; ε = ∞)": [
+        "model/", "metrics.jsonl", "metrics_nonprivate.jsonl", "summary.json"],
+    "public by design (chosen before the run, not computed from private data)": ["config.json"],
+    "as sensitive as the training data": ["checkpoint/"],
+}
+
 
 def params_fingerprint(params: dict, names) -> str:
     """A short hash of Σθ and Σθ² (float64) of each named parameter: one host copy per call.

@@ -14,6 +14,10 @@ The walk, each stage handing the next exactly one thing:
       -> denoised = RMT(released, s = σC/(qN))                 [post-processing: reads nothing private]
       -> optimizer step; accountant.step(σ, q)
 
+``non_private=True`` (σ = 0; `minidp train --non-private`) is the NOT PRIVATE reference arm: the same
+sampling, virtual batches, divisor qN and optimizer, but the plain sum Σ_i ∇_i (no norms, no clipping), no
+noise and no accounting (ε = ∞).
+
 Privacy by construction: after ``add_noise`` nothing reads per-example data or the clipped sum — the
 denoiser receives only the released gradient and the public noise std. The NON-PRIVATE alignment diagnostic
 (``diagnostics=True``) is the one exception, and it is labelled as such wherever it appears.
@@ -33,6 +37,7 @@ from minidp.backend import array_module, device_of, generator_device, to_host
 from minidp.denoise.diagnostics import alignment
 from minidp.denoise.gradients import DenoiseSettings, denoise_gradients
 from minidp.errors import ConfigError
+from minidp.per_example import weighted_sums
 from minidp.privacy.clipping import clip_and_sum
 from minidp.privacy.mechanism import add_noise, noise_std_of_average
 from minidp.privacy.sampling import poisson_sample, virtual_batches
@@ -88,7 +93,7 @@ class DPStep:
     def __init__(self, model, data, *, noise_multiplier: float, max_grad_norm: float, sample_rate: float,
                  optimizer, streams, accountant, delta: float, max_physical_batch: int = 32,
                  clip_method: str = "flat", denoise: DenoiseSettings | None = None,
-                 keep_intermediates: bool = True, diagnostics: bool = False):
+                 keep_intermediates: bool = True, diagnostics: bool = False, non_private: bool = False):
         check_devices(model, streams)
         self.model = model
         self.data = data
@@ -104,6 +109,9 @@ class DPStep:
         self.denoise = denoise
         self.keep_intermediates = keep_intermediates
         self.diagnostics = diagnostics
+        self.non_private = bool(non_private)
+        if self.non_private and self.noise_multiplier != 0:
+            raise ConfigError(f"DPStep: non_private=True needs noise_multiplier=0, not {noise_multiplier}")
         self.steps_done = 0
         self.extra_charged_steps = 0  # steps charged twice (a resume whose replay differed; see train.py)
 
@@ -134,10 +142,13 @@ class DPStep:
         if self.diagnostics:  # NON-PRIVATE: compares with the clipped (pre-noise) gradient
             diagnostics = alignment_diagnostics(clipped_sum, released, update if self.denoise else None,
                                                 self.expected_batch_size)
-        # 5. Optimizer step and accounting.
+        # 5. Optimizer step and accounting (a non-private reference run has nothing to account: ε = ∞).
         self.optimizer.step(model.params, update, lr=lr)
-        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=1)
-        epsilon, order = self.accountant.get_epsilon_and_order(self.delta)
+        if self.non_private:
+            epsilon, order = float("inf"), float("nan")
+        else:
+            self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=1)
+            epsilon, order = self.accountant.get_epsilon_and_order(self.delta)
         self.steps_done += 1
         keep = self.keep_intermediates
         return StepRecord(
@@ -153,8 +164,10 @@ class DPStep:
 
     def charge_extra_step(self) -> None:
         """Record one more (σ, q) step in the accountant without releasing anything (a conservative charge)."""
-        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=1)
         self.extra_charged_steps += 1
+        if self.non_private:  # nothing is accounted in a non-private reference run
+            return
+        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=1)
 
     def clipped_sum(self, indices):
         """Σ_i c_i ∇_i loss_i over ``indices`` in virtual batches, with the per-example norms, factors, losses.
@@ -175,7 +188,13 @@ class DPStep:
                                                                 batch["labels"],
                                                                 token_type_ids=batch.get("token_type_ids"))
             # ‖∇_i‖ over ALL trainable parameters -> c_i -> Σ_i c_i ∇_i
-            sums, batch_norms, c, batch_dropped = clip_and_sum(records, self.max_grad_norm, method=self.clip_method)
+            if self.non_private:  # the NOT PRIVATE reference: plain sum Σ_i ∇_i, no norms (NaN), c_i = 1
+                sums = weighted_sums(records, None)
+                batch_norms = xp.full(example_losses.shape, xp.nan, dtype=example_losses.dtype)
+                c, batch_dropped = xp.ones_like(batch_norms), 0
+            else:
+                sums, batch_norms, c, batch_dropped = clip_and_sum(records, self.max_grad_norm,
+                                                                   method=self.clip_method)
             for name, grad in sums.items():
                 total[name] += grad
             parts.append(xp.stack([batch_norms, c.astype(batch_norms.dtype, copy=False),

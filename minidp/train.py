@@ -47,7 +47,7 @@ from minidp.nn import loss as cross_entropy
 from minidp.optim import linear_schedule, make_optimizer
 from minidp.plots import plot_run  # imports matplotlib (optional) only when called
 from minidp.privacy import get_noise_multiplier, make_accountant
-from minidp.rundir import OUTPUT_PRIVACY, RunDir, params_fingerprint
+from minidp.rundir import NOT_PRIVATE_OUTPUT, OUTPUT_PRIVACY, RunDir, params_fingerprint
 from minidp.step import DPStep
 from models.hf import load_pretrained, read_config, save_pretrained
 from models.config import EncoderConfig
@@ -65,13 +65,19 @@ class PrivacyPlan:
     delta: float  # δ
     num_examples: int  # N, the private training set's size
     target_epsilon: float | None  # the budget, if one was given
-    planned_epsilon: float  # ε after all planned steps
+    planned_epsilon: float | None  # ε after all planned steps (None: not private)
     order: float  # the RDP order giving planned_epsilon (nan for the PLD accountant)
     accountant: str  # "rdp" | "pld"
     max_grad_norm: float  # C
     seed: int | None  # None: noise and sampling from OS entropy
+    private: bool = True  # False: a NOT PRIVATE reference run (σ = 0, clipping off, nothing accounted)
 
     def statement(self) -> str:
+        if not self.private:
+            return (f"NOT PRIVATE: a non-private reference run (--non-private): {self.steps} steps of "
+                    f"Poisson-sampled SGD with q = {self.sample_rate:.5g} and the sum divided by qN as in DP-SGD, "
+                    f"but σ = 0, no clipping and no accounting: NO differential-privacy guarantee (ε = ∞). "
+                    f"N = {self.num_examples}")
         target = "" if self.target_epsilon is None else f" (target ε = {self.target_epsilon:g})"
         text = (f"privacy: example-level (ε = {self.planned_epsilon:.4f}, δ = {self.delta:.3g})-DP{target} under "
                 f"add/remove-one adjacency, for {self.steps} steps of Poisson-sampled DP-SGD: q = "
@@ -99,6 +105,10 @@ def plan_privacy(config: TrainConfig, num_examples: int) -> PrivacyPlan:
     q = r.batch_size / num_examples
     steps = int(r.steps) if r.steps is not None else int(math.ceil(r.epochs / q))
     delta = p.delta if p.delta is not None else 1.0 / num_examples ** 1.1
+    if p.non_private:  # the reference arm: nothing to calibrate, nothing spent that a guarantee could bound
+        return PrivacyPlan(noise_multiplier=0.0, sample_rate=q, steps=steps, delta=delta, num_examples=num_examples,
+                           target_epsilon=None, planned_epsilon=None, order=float("nan"),
+                           max_grad_norm=p.max_grad_norm, seed=r.seed, accountant=p.accountant, private=False)
     if p.noise_multiplier is not None:
         sigma = float(p.noise_multiplier)
     else:
@@ -231,7 +241,7 @@ def build_run(config: TrainConfig, datasets=None, log=print) -> Run:
                   sample_rate=plan.sample_rate, optimizer=make_optimizer(o.optimizer, o.lr, **optimizer_kw),
                   streams=streams, accountant=make_accountant(p.accountant), delta=plan.delta,
                   max_physical_batch=r.max_physical_batch, clip_method=p.clip_method, denoise=denoise,
-                  keep_intermediates=False, diagnostics=r.diagnostics)
+                  keep_intermediates=False, diagnostics=r.diagnostics, non_private=p.non_private)
     notes = {"train": train_set.notes, "eval": {} if eval_set is None else eval_set.notes,
              "train_examples": len(train_set), "eval_examples": 0 if eval_set is None else len(eval_set),
              "invalid_utf8_rows": {ds.source: ds.notes["rows_with_invalid_utf8"] for ds in (train_set, eval_set)
@@ -246,10 +256,25 @@ def checkpointed_params(model) -> dict:
     return {name: model.params[name] for name in sorted(names)}
 
 
+def spent_epsilon(step: DPStep, plan: PrivacyPlan) -> tuple[float, float]:
+    """(ε spent so far at δ, its RDP order): (0, nan) before the first step, (inf, nan) when not private."""
+    if not plan.private:
+        return math.inf, float("nan")
+    if not step.steps_done:
+        return 0.0, float("nan")
+    epsilon, order = step.accountant.get_epsilon_and_order(plan.delta)
+    return float(epsilon), float(order)
+
+
+def json_epsilon(epsilon: float):
+    """ε for a JSON file: a float, or None for ∞ (a non-private run; strict JSON has no Infinity)."""
+    return float(epsilon) if math.isfinite(epsilon) else None
+
+
 def write_checkpoint(run: Run, run_dir: RunDir) -> None:
     step = run.step
-    save_checkpoint(run_dir.path, step=step.steps_done, epsilon=step.accountant.get_epsilon(run.plan.delta)
-                    if step.steps_done else 0.0, params=checkpointed_params(run.model),
+    save_checkpoint(run_dir.path, step=step.steps_done, epsilon=spent_epsilon(step, run.plan)[0],
+                    params=checkpointed_params(run.model),
                     optimizer_state=step.optimizer.state_dict(), streams_state=run.streams.state_dict(),
                     accountant_state=step.accountant.state_dict(),
                     extra={"extra_charged_steps": step.extra_charged_steps})
@@ -316,8 +341,7 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
         if resume:
             start = restore_checkpoint(run, run_dir, log)
             history, logged_before = run_dir.truncate_after(start)
-            log(f"resuming at step {start} of {plan.steps} (ε so far = "
-                f"{step.accountant.get_epsilon(plan.delta) if start else 0.0:.4f})")
+            log(f"resuming at step {start} of {plan.steps} (ε so far = {spent_epsilon(step, plan)[0]:.4f})")
         else:
             run_dir.start(overwrite=overwrite, config=run.config.to_dict() | {"privacy_plan": plan.__dict__,
                                                                               "data_notes": run.data_notes})
@@ -343,8 +367,8 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
             if before is not None and before != row["params_fingerprint"]:
                 step.charge_extra_step()  # the lost release differed from this one: both count
                 log(f"warning: replayed step {record.step} differs from the one logged before the interruption; "
-                    f"charged as an extra step (ε now {step.accountant.get_epsilon(plan.delta):.4f})")
-                row["epsilon"] = step.accountant.get_epsilon(plan.delta)
+                    f"charged as an extra step (ε now {spent_epsilon(step, plan)[0]:.4f})")
+                row["epsilon"] = json_epsilon(spent_epsilon(step, plan)[0])
             if run.eval_data is not None and r.eval_every and record.step % r.eval_every == 0 \
                     and record.step < plan.steps:
                 last_eval = evaluate(run.model, run.eval_data, config.data.task, r.eval_batch_size)
@@ -374,9 +398,9 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
         last_eval = evaluate(run.model, run.eval_data, config.data.task, config.run.eval_batch_size)
         if run_dir is not None:
             run_dir.log({"step": step.steps_done, "eval": last_eval, "final": True}, None)
-    epsilon, order = step.accountant.get_epsilon_and_order(plan.delta) if step.steps_done else (0.0, float("nan"))
+    epsilon, order = spent_epsilon(step, plan)
     summary = {
-        "epsilon": float(epsilon), "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
+        "private": plan.private, "epsilon": json_epsilon(epsilon), "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
         "sample_rate": plan.sample_rate, "steps": step.steps_done, "planned_steps": plan.steps,
         "rdp_order": float(order), "accountant_name": plan.accountant, "target_epsilon": plan.target_epsilon,
         "max_grad_norm": plan.max_grad_norm, "expected_batch_size": config.run.batch_size,
@@ -389,12 +413,15 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
         "extra_charged_steps": step.extra_charged_steps,
         "stopped_early": stopped_early, "seed": config.run.seed,
         "noise_reproducible_from_seed": config.run.seed is not None,
-        "output_privacy": OUTPUT_PRIVACY,
+        "output_privacy": OUTPUT_PRIVACY if plan.private else NOT_PRIVATE_OUTPUT,
         "accountant": step.accountant.state_dict(),
     }
-    log(f"spent: ε = {summary['epsilon']:.4f} at δ = {plan.delta:.3g} after {step.steps_done} steps "
-        f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, {plan.accountant.upper()} accountant; "
-        f"example-level, add/remove-one adjacency)")
+    if plan.private:
+        log(f"spent: ε = {epsilon:.4f} at δ = {plan.delta:.3g} after {step.steps_done} steps "
+            f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, {plan.accountant.upper()} accountant; "
+            f"example-level, add/remove-one adjacency)")
+    else:
+        log(f"NOT PRIVATE: {step.steps_done} steps without noise or clipping; no guarantee (ε = ∞)")
     if run_dir is not None:
         if config.run.save_model:  # LoRA: a PEFT adapter, or with --merge-lora a plain model with B A merged
             model = run.model.merge_lora() if config.model.merge_lora else run.model
@@ -407,7 +434,7 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
 
 def _step_rows(record, model, seconds: float) -> tuple[dict, dict]:
     """(release-safe row for metrics.jsonl, NON-PRIVATE row for metrics_nonprivate.jsonl) of one step."""
-    row = {"step": record.step, "epsilon": record.epsilon, "lr": record.lr,
+    row = {"step": record.step, "epsilon": json_epsilon(record.epsilon), "lr": record.lr,
            "params_fingerprint": params_fingerprint(model.params, model.trainable)}
     if record.denoise_stats is not None:
         row["denoise_kept"] = {name: s["kept"] for name, s in record.denoise_stats.items()}

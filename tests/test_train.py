@@ -243,3 +243,65 @@ def test_cli_bad_pooling_exits_2(tiny_model_dir, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match=r"model.pooling \(--pooling\)"):
         TrainConfig(model=ModelConfig(path=str(tiny_model_dir), pooling="max")).validate()
+
+
+# ----------------------------------------------------------------------------- the non-private reference arm
+
+
+def test_non_private_step_is_the_plain_sum_over_qN(tiny_model_dir):
+    """non_private=True: released = Σ_i ∇_i / (qN) (no clipping, no noise), nothing accounted, ε = ∞."""
+    model = load_pretrained(tiny_model_dir, dtype="float64", device="cpu", verbose=False)
+    data = TokenizedDataset(_dataset(64), load_tokenizer(tiny_model_dir), max_length=16)
+    step = DPStep(model, data, noise_multiplier=0.0, max_grad_norm=1e-3, sample_rate=0.25,
+                  optimizer=make_optimizer("sgd", 0.1), streams=RandomStreams(0, device="cpu"),
+                  accountant=RDPAccountant(), delta=1e-5, max_physical_batch=7, non_private=True)
+    before = {k: v.copy() for k, v in model.params.items()}
+    record = step(lr=0.1)
+    assert record.batch_size > 0 and np.all(record.clip_factors == 1.0)
+    assert np.all(np.isnan(record.per_example_norms))  # not computed: nothing reads them
+    assert record.epsilon == float("inf") and step.accountant.total_steps == 0
+    assert all(np.all(z == 0) for z in record.noise.values())
+    batch = data.batch(record.sampled_indices)
+    model.params.update(before)
+    mean_loss, grads = model.loss_and_grads(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    n, qN = record.batch_size, 0.25 * 64
+    for name, g in grads.items():  # the plain mean gradient × n / qN, though C = 1e-3 would clip every example
+        ref = g * n / qN
+        assert np.max(np.abs(record.released[name] - ref)) <= 1e-10 * max(1.0, np.abs(ref).max())
+    with pytest.raises(ConfigError, match="noise_multiplier=0"):
+        DPStep(model, data, noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.25,
+               optimizer=make_optimizer("sgd", 0.1), streams=RandomStreams(0, device="cpu"),
+               accountant=RDPAccountant(), delta=1e-5, non_private=True)
+
+
+def test_cli_non_private_run_is_labelled_not_private(tiny_model_dir, tmp_path, capsys):
+    from minidp.cli import main
+
+    tsv = write_tiny_tsv(tmp_path / "train.tsv", 80)
+    args = ["train", "--model", str(tiny_model_dir), "--task", "csv", "--train-file", str(tsv), "--text-column",
+            "sentence", "--label-column", "label", "--steps", "3", "--batch-size", "16", "--max-length", "16",
+            "--seed", "0", "--no-progress", "--json"]
+    assert main(args + ["--non-private", "--out", str(tmp_path / "np")]) == 0
+    printed = capsys.readouterr().out
+    assert "NOT PRIVATE" in printed and "spent:" not in printed
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert summary["private"] is False and summary["epsilon"] is None and summary["steps"] == 3
+    assert summary["noise_multiplier"] == 0.0 and "NOT covered" in next(iter(summary["output_privacy"]))
+    text = (tmp_path / "np" / "metrics.jsonl").read_text()
+    assert "Infinity" not in text and all(json.loads(line).get("epsilon", None) is None
+                                          for line in text.splitlines())
+    config = json.loads((tmp_path / "np" / "config.json").read_text())
+    assert config["privacy"]["non_private"] is True and config["privacy_plan"]["private"] is False
+    # resumable like any run: drop the finished marker, resume from the last checkpoint, same parameters
+    finished = json.loads((tmp_path / "np" / "summary.json").read_text())
+    (tmp_path / "np" / "summary.json").unlink()
+    assert main(["train", "--resume", str(tmp_path / "np"), "--no-progress", "--json"]) == 0
+    resumed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert resumed["private"] is False and resumed["final_eval"] == finished["final_eval"]
+    # bad combinations: one line naming the flag, exit 2, no run directory
+    for extra in (["--epsilon", "3"], ["--noise-multiplier", "1.0"], ["--denoise", "rmt"]):
+        out = tmp_path / f"bad{len(extra[0])}"
+        assert main(args + ["--non-private", *extra, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--non-private" in err[0], err
+        assert not out.exists()

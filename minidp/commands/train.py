@@ -85,6 +85,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--accountant", default="rdp", choices=ACCOUNTANTS,
                    help="rdp: Rényi DP (Mironov et al. 2019); pld: privacy loss distribution (tighter: a smaller σ "
                    "for the same ε; docs/accountant.md)")
+    p.add_argument("--non-private", action="store_true",
+                   help="NOT PRIVATE reference run: the same sampling, steps and divisor qN, but σ = 0, clipping "
+                   "off and nothing accounted (ε = ∞); every output is labelled not private. Takes no "
+                   "--epsilon or --noise-multiplier")
 
     o = parser.add_argument_group("optimisation")
     length = o.add_mutually_exclusive_group()
@@ -134,7 +138,8 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args) -> TrainConfig:
-    epsilon = args.epsilon if (args.epsilon is not None or args.noise_multiplier is not None) else 8.0
+    epsilon = args.epsilon if (args.epsilon is not None or args.noise_multiplier is not None
+                               or args.non_private) else 8.0
     epochs = args.epochs if (args.epochs is not None or args.steps is not None) else 1.0
     return TrainConfig(
         model=ModelConfig(path=args.model, trainable=args.trainable, dtype=args.dtype,
@@ -147,7 +152,8 @@ def config_from_args(args) -> TrainConfig:
                         label_column=args.label_column, eval_fraction=args.eval_fraction,
                         eval_limit=args.eval_limit),
         privacy=PrivacyConfig(epsilon=epsilon, delta=args.delta, noise_multiplier=args.noise_multiplier,
-                              max_grad_norm=args.clip, clip_method=args.clip_method, accountant=args.accountant),
+                              max_grad_norm=args.clip, clip_method=args.clip_method, accountant=args.accountant,
+                              non_private=args.non_private),
         optim=OptimConfig(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
                           momentum=args.momentum, warmup_fraction=args.warmup),
         denoise=DenoiseConfig(denoise=args.denoise, kappa=args.kappa, norm_correction=args.norm_correction,
@@ -217,7 +223,8 @@ def _args_of(config: TrainConfig, defaults: dict) -> dict:
             "eval_file": d.eval_file, "text_column": d.text_column, "text_pair_column": d.text_pair_column,
             "label_column": d.label_column, "eval_fraction": d.eval_fraction, "eval_limit": d.eval_limit,
             "epsilon": p.epsilon, "delta": p.delta, "noise_multiplier": p.noise_multiplier,
-            "clip": p.max_grad_norm, "clip_method": p.clip_method, "accountant": p.accountant, "epochs": r.epochs, "steps": r.steps,
+            "clip": p.max_grad_norm, "clip_method": p.clip_method, "accountant": p.accountant,
+            "non_private": p.non_private, "epochs": r.epochs, "steps": r.steps,
             "batch_size": r.batch_size, "max_physical_batch": r.max_physical_batch, "optimizer": o.optimizer,
             "lr": o.lr, "weight_decay": o.weight_decay, "momentum": o.momentum, "warmup": o.warmup_fraction,
             "denoise": z.denoise, "kappa": z.kappa, "norm_correction": z.norm_correction, "fallback": z.fallback,

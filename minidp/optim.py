@@ -114,14 +114,23 @@ class Adam(_Optimizer):
         st["step"] += 1
         t = st["step"]
         m, v = st["exp_avg"], st["exp_avg_sq"]
+        # The update in place through ONE scratch array (the same operations, in the same order, as the
+        # plain form in the comments: bit-identical, without its five parameter-sized temporaries).
+        scratch = xp.multiply(g, 1.0 - self.beta1)  # (1-β1) g
         m *= self.beta1
-        m += (1.0 - self.beta1) * g  # m_t = β1 m + (1-β1) g
+        m += scratch  # m_t = β1 m + (1-β1) g
+        xp.multiply(g, g, out=scratch)
+        scratch *= 1.0 - self.beta2  # (1-β2) g²
         v *= self.beta2
-        v += (1.0 - self.beta2) * (g * g)  # v_t = β2 v + (1-β2) g²
+        v += scratch  # v_t = β2 v + (1-β2) g²
         bias1 = 1.0 - self.beta1**t
         bias2 = 1.0 - self.beta2**t
-        denom = xp.sqrt(v) / math.sqrt(bias2) + self.eps  # sqrt(v̂_t) + eps
-        p -= (lr / bias1) * (m / denom)  # p -= lr · m̂_t / denom
+        xp.sqrt(v, out=scratch)
+        scratch /= math.sqrt(bias2)
+        scratch += self.eps  # denom = sqrt(v) / sqrt(1-β2^t) + eps = sqrt(v̂_t) + eps
+        xp.divide(m, scratch, out=scratch)  # m / denom
+        scratch *= lr / bias1
+        p -= scratch  # p -= (lr / (1-β1^t)) · (m / denom) = lr · m̂_t / denom
 
 
 class AdamW(Adam):

@@ -129,9 +129,13 @@ class DPStep:
         # 2. Clipped per-example gradients, summed over virtual batches.
         clipped_sum, norms, factors, losses, dropped = self.clipped_sum(indices)
         # 3. The Gaussian mechanism: the only private release.
+        # (Without intermediates to keep or diagnostics to compute, the released gradient is written over the
+        # clipped sum and each noise draw is freed once added: the same values, a gradient-sized array less.)
+        keep = self.keep_intermediates
         released, noise = add_noise(clipped_sum, noise_multiplier=self.noise_multiplier,
                                     max_grad_norm=self.max_grad_norm,
-                                    expected_batch_size=self.expected_batch_size, rng=self.streams.noise)
+                                    expected_batch_size=self.expected_batch_size, rng=self.streams.noise,
+                                    keep_noise=keep, in_place=not (keep or self.diagnostics))
         noise_std = noise_std_of_average(noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
                                          expected_batch_size=self.expected_batch_size)
         # 4. Post-processing: the denoiser sees only the released gradient and the public noise std.
@@ -150,7 +154,6 @@ class DPStep:
             self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, steps=1)
             epsilon, order = self.accountant.get_epsilon_and_order(self.delta)
         self.steps_done += 1
-        keep = self.keep_intermediates
         return StepRecord(
             step=self.steps_done, sampled_indices=indices, per_example_norms=norms, clip_factors=factors,
             losses=losses, expected_batch_size=self.expected_batch_size, noise_std=float(noise_std),

@@ -66,6 +66,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import _bench_common as common  # noqa: E402
+from _bench_study import STUDY, STUDY_METHODS  # noqa: E402
 
 MODELS = {
     # name: HF-style shape fields (shared by minidp's EncoderConfig and transformers' configs)
@@ -539,6 +540,91 @@ def print_table(settings: list, log) -> None:
             log(f"{'':19s}agreement of |grad| among {label}: max rel diff {a['max_rel_diff']:.2e}")
 
 
+def study_main(args, log) -> int:
+    """``--study-setting``: every study method in a fresh process per round; the fastest round of each."""
+    methods = [m for m in args.methods if m in STUDY_METHODS] or list(STUDY_METHODS)
+    if not (args.shared / "data" / "glue" / "SST-2" / "train.tsv").is_file():
+        log(f"bench_step: --shared {args.shared}: no data/glue/SST-2/train.tsv there")
+        return 2
+    log(f"study setting: {STUDY}; methods {methods}; {args.rounds} round(s) x (1 warm-up + {args.repeats} "
+        f"timed steps)")
+    runs = {m: [] for m in methods}
+    for round_ in range(args.rounds):
+        for method in methods:
+            spec = {"study": True, "method": method, "seed": args.seed, "repeats": args.repeats,
+                    "shared": str(args.shared)}
+            load_before = common.load_average()
+            result = common.run_worker([str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                                       timeout_s=args.timeout)
+            result["load_before"] = load_before
+            runs[method].append(result)
+            if result.get("status") == "ok":
+                log(f"  {method:18s} [round {round_ + 1}] {result['seconds']:8.2f} s/step  peak +"
+                    f"{result['peak_delta_mb']:7.0f} MB  ({result['examples']} examples; load "
+                    f"{load_before[0] if load_before else '?'})")
+            else:
+                log(f"  {method:18s} [round {round_ + 1}] {result.get('status')}: {result.get('reason')}")
+    best = {m: best_round(rs) for m, rs in runs.items()}
+    torch_s = best.get("torch_nonprivate", {}).get("seconds")
+    log("")
+    log(f"{'method':18s} {'s/step':>8s} {'x torch':>8s} {'peak MB':>8s}")
+    for m, r in best.items():
+        if r.get("status") != "ok":
+            log(f"{m:18s} {r.get('status')}")
+            continue
+        ratio = f"{r['seconds'] / torch_s:8.3f}" if torch_s else f"{'n/a':>8s}"
+        log(f"{m:18s} {r['seconds']:8.2f} {ratio} {r['peak_delta_mb']:8.0f}")
+    d, o = best.get("minidp_dpstep", {}), best.get("opacus_hooks", {})
+    if d.get("status") == "ok" and o.get("status") == "ok":
+        log(f"DPStep / Opacus hooks (BatchMemoryManager): {d['seconds'] / o['seconds']:.3f}")
+    log(f"load average at the end: {common.load_average()}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"study_setting": STUDY, "rounds": runs, "best": best,
+                                         "load_average_end": common.load_average()}, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
+def profile_main(args, model_name: str, T: int, log) -> int:
+    """``--profile``: one warm-up DPStep, then one profiled step per pass (scripts/_step_profile.py)."""
+    import _step_profile  # noqa: PLC0415
+    from models.roberta import SequenceClassifier  # noqa: PLC0415
+
+    if args.study_setting:  # the study's DPStep: 1024 SST-2 sentences in virtual batches of 32 (_bench_study)
+        import _bench_study  # noqa: PLC0415
+
+        step, data = _bench_study.study_dpstep({"seed": args.seed, "shared": str(args.shared),
+                                                "method": "minidp_dpstep"})
+        where = (f"study setting {STUDY} (mean length {data.lengths.mean():.1f} tokens, longest "
+                 f"{data.lengths.max()})")
+        model_name, T = "minilm", int(data.lengths.max())
+        args.batch, args.trainable = len(data), "no-embeddings"
+    else:
+        spec = {"model": model_name, "layers": args.layers, "vocab_size": args.vocab_size}
+        fields = model_fields(spec)
+        config, params = init_weights(fields, args.seed)
+        config = dataclasses.replace(config, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        model = SequenceClassifier(config, params, dtype="float32", device=args.device, trainable=args.trainable)
+        del params
+        ids, mask, labels = make_inputs(fields, args.batch, T, args.seed + 1)
+        step = dp_step(model, ids, mask, labels, args.max_grad_norm, denoise=False, seed=args.seed,
+                       device=args.device)
+        where = f"{model_name} B={args.batch} T={T} trainable={args.trainable}"
+    log(f"profile: {where}, BLAS threads "
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'OpenBLAS default')}, load {common.load_average()}")
+    step()  # warm-up
+    profile = _step_profile.profile_dpstep(step)
+    _step_profile.print_profile(profile, log)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        profile.update({"model": model_name, "batch": args.batch, "seq_len": T, "trainable": args.trainable,
+                        "load_average_end": common.load_average(), "note": args.note})
+        args.json.write_text(json.dumps(profile, indent=2) + "\n")
+        log(f"wrote {args.json}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="minilm,roberta-base", help=f"comma list of {list(MODELS)}")
@@ -566,11 +652,33 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"small and fast: {QUICK} (explicit --models/--seq-lens/--layers still apply)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the comparison: profile one DPStep (time, transient memory and FLOPs "
+                             "per part, scripts/_step_profile.py) at the first --models / --seq-lens setting")
+    parser.add_argument("--trainable", default="all", choices=("all", "no-embeddings"),
+                        help="the DPStep's trainable parameters in --profile (the comparison trains all)")
+    parser.add_argument("--study-setting", action="store_true",
+                        help="instead of the B=32 comparison: one whole training step at the SST-2 study's "
+                             "setting (scripts/_bench_study.py: 1024 real sentences, physical batches of 32, "
+                             f"T <= 64, embeddings frozen), methods {list(STUDY_METHODS)}, best of --rounds")
+    parser.add_argument("--shared", type=Path,
+                        default=Path(os.environ.get("MINIDP_SHARED", HERE.parent.parent / "shared")),
+                        help="the shared data folder (SST-2 under data/glue) for --study-setting")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker is not None:  # one measurement in this fresh process; JSON on the last stdout line
-        print(json.dumps(run_measurement(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        if spec.get("study"):
+            import _bench_study  # noqa: PLC0415
+
+            try:
+                result = _bench_study.study_worker(spec)
+            except Exception as err:  # noqa: BLE001  (reported as this method's row, like the comparison's)
+                result = {"status": "failed", "reason": f"{type(err).__name__}: {err}"[:500]}
+            print(json.dumps(result))
+        else:
+            print(json.dumps(run_measurement(spec)))
         return 0
 
     explicit = set(a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:]))
@@ -607,6 +715,10 @@ def main(argv=None) -> int:
         f"{os.cpu_count()} cores, load {common.load_average()}")
     if args.note:
         log(f"NOTE: {args.note}")
+    if args.profile:
+        return profile_main(args, models[0], seq_lens[0], log)
+    if args.study_setting:
+        return study_main(args, log)
     settings = []
     for model in models:
         for T in seq_lens:

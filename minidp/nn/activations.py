@@ -12,7 +12,8 @@ from minidp.numerics import softmax as _stable_softmax
 
 
 def gelu_forward(x):
-    cdf = erf(x * INV_SQRT2)  # Φ(x) = ½(1 + erf(x/√2)), built in place (same shape as x)
+    cdf = x * INV_SQRT2  # Φ(x) = ½(1 + erf(x/√2)), built in place in one array (same shape as x)
+    erf(cdf, out=cdf)
     cdf += 1.0
     cdf *= 0.5
     return x * cdf, (x, cdf)  # cache: the input and Φ(x)
@@ -44,12 +45,17 @@ def tanh_backward(cache, dy):
     return dy * (1.0 - y * y)
 
 
-def softmax_forward(x):
-    y = _stable_softmax(x, axis=-1)
+def softmax_forward(x, overwrite_input: bool = False):
+    """``overwrite_input=True``: the result replaces x's values (x is the caller's temporary)."""
+    y = _stable_softmax(x, axis=-1, overwrite_input=overwrite_input)
     return y, y  # cache: the output
 
 
 def softmax_backward(cache, dy):
     """dx_j = y_j (dy_j − Σ_k dy_k y_k)   (the Jacobian diag(y) − y yᵀ applied to dy)."""
     y = cache
-    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    g = dy * y  # one temporary, reused for the result: the same arithmetic as y · (dy − Σ_k dy_k y_k)
+    total = g.sum(axis=-1, keepdims=True)  # (..., 1)
+    array_module(dy).subtract(dy, total, out=g)
+    g *= y
+    return g

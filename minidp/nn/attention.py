@@ -1,9 +1,13 @@
 """Multi-head self-attention with a padding mask (the `attention.self` block of BERT/RoBERTa).
 
     q, k, v = x Wqᵀ + bq, x Wkᵀ + bk, x Wvᵀ + bv                  (B, T, C) each, split into H heads of D = C/H
-    scores  = q kᵀ / √D + mask_bias                              (B, H, T, T)
+    scores  = (q / √D) kᵀ + mask_bias                            (B, H, T, T)
     probs   = dropout(softmax(scores))                           (B, H, T, T)
     context = probs v, heads merged back                         (B, T, C)
+
+The 1/√D scale is applied to q (B, H, T, D) rather than to the scores (B, H, T, T): the same product,
+T/D times fewer elements scaled; backward scales dq likewise (dq = (dscores k) / √D, dk = dscoresᵀ (q / √D)).
+The scores, then the softmax, are built in one array (in place), and so is the softmax backward.
 
 mask_bias is 0 where the key is a real token and the dtype's most negative finite number where it is
 padding (as transformers' eager attention), so padded keys get probability exactly 0. A row whose keys
@@ -38,7 +42,7 @@ def mask_bias(attention_mask, dtype):
 @dataclass
 class AttentionCache:
     proj: dict  # {"query"|"key"|"value": LinearCache}
-    q: object  # (B, H, T, D)
+    q: object  # (B, H, T, D) the queries scaled by 1/√D
     k: object  # (B, H, T, D)
     v: object  # (B, H, T, D)
     probs: object  # (B, H, T, T) softmax output (before dropout)
@@ -67,10 +71,12 @@ def forward(p, x, attention_bias, num_heads: int, *, dropout_p: float = 0.0, rng
         out, proj_caches[name] = lora_layer.forward_any(p[name], x, (lora or {}).get(name), rng=rng,
                                                         training=training, shared_input=shared_x)  # (B, T, C)
         heads[name] = split_heads(out, num_heads)  # (B, H, T, D)
-    q, k, v = heads["query"], heads["key"], heads["value"]
-    D = q.shape[-1]
-    scores = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(D) + attention_bias  # (B, H, T, T)
-    probs, _ = activations.softmax_forward(scores)  # (B, H, T, T)
+    k, v = heads["key"], heads["value"]
+    D = k.shape[-1]
+    q = heads["query"] * (1.0 / math.sqrt(D))  # (B, H, T, D): q / √D
+    scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, T, T)
+    scores += attention_bias  # in place: + mask bias (B, 1, 1, T)
+    probs, _ = activations.softmax_forward(scores, overwrite_input=True)  # (B, H, T, T), over scores' array
     probs_dropped, drop_cache = dropout.forward(probs, dropout_p, rng, training)  # (B, H, T, T)
     context = merge_heads(probs_dropped @ v)  # (B, H, T, D) -> (B, T, C)
     cache = AttentionCache(proj=proj_caches, q=q, k=k, v=v, probs=probs,
@@ -88,9 +94,9 @@ def backward(p, cache: AttentionCache, dcontext):
     dv = cache.probs_dropped.transpose(0, 1, 3, 2) @ dctx  # (B, H, T, D)
     dprobs = dropout.backward(cache.dropout, dprobs_dropped)  # (B, H, T, T)
     dscores = activations.softmax_backward(cache.probs, dprobs)  # (B, H, T, T)
-    # scores = q kᵀ / √D + bias   (the bias is a constant)
-    dscores = dscores / math.sqrt(D)
+    # scores = (q / √D) kᵀ + bias   (the bias is a constant; cache.q holds q / √D)
     dq = dscores @ cache.k  # (B, H, T, D)
+    dq *= 1.0 / math.sqrt(D)
     dk = dscores.transpose(0, 1, 3, 2) @ cache.q  # (B, H, T, D)
     dheads = {"query": dq, "key": dk, "value": dv}
     dx, records = None, {}

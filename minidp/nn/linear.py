@@ -28,7 +28,7 @@ def forward(p, x, shared_input: SharedInput | None = None):
     """y = x Wᵀ + b. ``shared_input`` (optional) wraps ``x`` when several layers read it (Q, K, V)."""
     y = _matmul_tokens(x, p["weight"].T)  # (B, T, d_in) @ (d_in, d_out) -> (B, T, d_out)
     if "bias" in p:
-        y = y + p["bias"]  # (B, T, d_out)
+        y += p["bias"]  # (B, T, d_out), in place (y is this layer's own new array)
     x_record = shared_input if shared_input is not None else SharedInput(x)
     return y, LinearCache(x=x_record)
 

@@ -55,7 +55,8 @@ def noise_std_of_average(*, noise_multiplier: float, max_grad_norm: float, expec
     return noise_multiplier * max_grad_norm / expected_batch_size
 
 
-def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: float, expected_batch_size: float, rng):
+def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: float, expected_batch_size: float, rng,
+              keep_noise: bool = True, in_place: bool = False):
     """Release the clipped sum: (released, noise), both {name: array} like ``clipped_sum``.
 
     noise[name]    = σC · z,  z ~ N(0, 1) elementwise, drawn by ``rng`` in float64 in the array's shape,
@@ -64,6 +65,10 @@ def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: floa
     released[name] = (clipped_sum[name] + noise[name]) / expected_batch_size
     Names are visited in sorted order, so the same seed gives the same noise however the dict was built.
     With σ = 0 no random numbers are drawn and the noise is exactly zero.
+
+    Memory (the DP step's, when it keeps no intermediates): ``keep_noise=False`` returns ``noise=None`` and
+    frees each draw once added; ``in_place=True`` writes ``released`` over ``clipped_sum``'s arrays (which the
+    caller must not read again). Both give the same released values, bit for bit.
     """
     _check(noise_multiplier, max_grad_norm, expected_batch_size)
     std = noise_multiplier * max_grad_norm  # σC: sensitivity times noise multiplier
@@ -73,8 +78,19 @@ def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: floa
         xp = array_module(s)
         if std == 0:
             z = xp.zeros_like(s)
-        else:  # drawn in float64 (no float32 sampler artefacts), then cast to the gradient's dtype
-            z = (rng.standard_normal(s.shape, dtype=xp.float64) * std).astype(s.dtype, copy=False)
-        noise[name] = z
-        released[name] = (s + z) / s.dtype.type(expected_batch_size)
-    return released, noise
+        else:  # drawn in float64 (no float32 sampler artefacts), scaled in place, then cast to s's dtype
+            z64 = rng.standard_normal(s.shape, dtype=xp.float64)
+            z64 *= std
+            z = z64.astype(s.dtype, copy=False)
+            del z64
+        if keep_noise:
+            noise[name] = z
+        if in_place:
+            s += z
+            out = s
+        else:
+            out = s + z
+        del z
+        out /= s.dtype.type(expected_batch_size)  # (s + z) / qN: the same two roundings as the expression
+        released[name] = out
+    return released, (noise if keep_noise else None)

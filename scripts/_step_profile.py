@@ -37,9 +37,9 @@ def _prod(shape) -> int:
     return n
 
 
-def _tokens_and_width(x):
-    """(M, d): M rows (B·T, or B) of width d."""
-    return _prod(x.shape[:-1]), int(x.shape[-1])
+def _rows(x):
+    """M: the rows (B·T, or B) of a (..., d) array."""
+    return _prod(x.shape[:-1])
 
 
 def _bt(x):
@@ -54,14 +54,14 @@ def _bt(x):
 def _linear_fwd(args, kwargs, result):
     p, x = args[0], args[1]
     d_out, d_in = p["weight"].shape
-    M, _ = _tokens_and_width(x)
+    M = _rows(x)
     return f"linear {d_in}->{d_out}", 2 * M * d_in * d_out, None
 
 
 def _linear_bwd(args, kwargs, result):
     p, dy = args[0], args[2]
     d_out, d_in = p["weight"].shape
-    M, _ = _tokens_and_width(dy)
+    M = _rows(dy)
     return f"linear {d_in}->{d_out} (dx)", 2 * M * d_in * d_out, None
 
 
@@ -129,12 +129,10 @@ def _record_embedding_sum(args, kwargs, result):
     return f"embedding clipped sum ({record.num_embeddings} rows)", None, record.num_embeddings * record.g.shape[-1]
 
 
-def _sized_dict(label):
+def _sized_dict(label, position: int = 0):
+    """A call whose argument ``position`` is a {name: array} dict: elements = its total size."""
     def describe(args, kwargs, result):
-        grads = args[0] if args else next(iter(kwargs.values()))
-        if len(args) >= 3 and isinstance(args[2], dict):  # optimizer.step(self, params, grads)
-            grads = args[2]
-        return label, None, sum(_prod(g.shape) for g in grads.values())
+        return label, None, sum(_prod(g.shape) for g in args[position].values())
     return describe
 
 
@@ -239,10 +237,8 @@ def _patched(recorder: _Recorder, optimizer):
             setattr(owner, attribute, recorder.wrap(stage, original, describe))
             stack.callback(setattr, owner, attribute, original)
         original_step = optimizer.step  # a bound method, wrapped on the instance
-        optimizer.step = recorder.wrap("optimizer", original_step,
-                                       lambda a, k, r: ("AdamW update" if "AdamW" in type(optimizer).__name__
-                                                        else f"{type(optimizer).__name__} update", None,
-                                                        sum(_prod(g.shape) for g in a[1].values())))
+        optimizer.step = recorder.wrap("optimizer", original_step,  # step(params, grads): count the grads
+                                       _sized_dict(f"{type(optimizer).__name__} update", position=1))
         stack.callback(delattr, optimizer, "step")
         yield
 

@@ -141,6 +141,20 @@ def fill(flags: list, variables: dict) -> list[str]:
     return out
 
 
+def setting_flags(setting: dict, arm: dict) -> list:
+    """The setting's flags less those the arm drops (arm["drop_setting_flags"], e.g. ["--epsilon"] for the
+    non-private arm, which the CLI refuses with a privacy budget): each named flag goes with its value."""
+    drop, out, flags = set(arm.get("drop_setting_flags", [])), [], list(setting["flags"])
+    i = 0
+    while i < len(flags):
+        if flags[i] in drop:
+            i += 2 if i + 1 < len(flags) and not str(flags[i + 1]).startswith("--") else 1
+            continue
+        out.append(flags[i])
+        i += 1
+    return out
+
+
 def accountant_flags(variables: dict) -> list[str]:
     """rdp is minidp's default (the flag is left out, so a CLI without --accountant works); others are passed."""
     accountant = str(variables.get("accountant", "rdp"))
@@ -166,7 +180,7 @@ def lr_search_runs(plan: dict, runs_dir: Path) -> list[RunSpec]:
     runs = []
     for candidate in search_candidates(search):
         variables = {**plan["variables"], **{k: v for k, v in candidate.items() if k != "tag"}}
-        flags = fill(plan["common"] + setting["flags"] + arm["flags"] + ["--lr", "{lr}"], variables)
+        flags = fill(plan["common"] + setting_flags(setting, arm) + arm["flags"] + ["--lr", "{lr}"], variables)
         flags += accountant_flags(variables)
         label = candidate_label(candidate)
         runs.append(RunSpec(phase="lr_search", setting=search["setting"], arm=f"{search['arm']}_{label}",
@@ -190,7 +204,7 @@ def arm_search_runs(plan: dict, runs_dir: Path, arm_name: str) -> list[RunSpec]:
         variables = {**plan["variables"], "lr": lr}
         if search.get("steps_variable"):
             variables.setdefault(search["steps_variable"], plan["variables"].get(search["steps_variable"]))
-        flags = fill(plan["common"] + setting["flags"] + arm["flags"] + ["--lr", "{lr}"], variables)
+        flags = fill(plan["common"] + setting_flags(setting, arm) + arm["flags"] + ["--lr", "{lr}"], variables)
         flags += accountant_flags(variables)
         label = candidate_label(candidate)
         runs.append(RunSpec(phase="lr_search", setting=search["setting"], arm=f"{arm_name}_{label}",
@@ -259,11 +273,12 @@ def planned_runs(plan: dict, runs_dir: Path, chosen: dict | None) -> list[RunSpe
                         lr_from = plan["arm_searches"][arm_name].get("same_as", arm_name)
                     spec = RunSpec(phase=phase["name"], setting=setting_name, arm=arm_name, seed=int(seed),
                                    path=runs_dir / setting_name / arm_name / f"seed{seed}",
-                                   flags=fill(plan["common"] + setting["flags"] + arm["flags"], arm_variables)
+                                   flags=fill(plan["common"] + setting_flags(setting, arm) + arm["flags"], arm_variables)
                                    + accountant_flags(arm_variables), runner=arm.get("runner", "minidp"),
                                    role=arm.get("role", "ablation"),
-                                   meta={"task": setting["task"], "epsilon": setting["epsilon"],
-                                         "lr_from": lr_from})
+                                   meta={"task": setting["task"], "lr_from": lr_from,
+                                         "epsilon": None if "--epsilon" in arm.get("drop_setting_flags", [])
+                                         else setting["epsilon"]})
                     if spec.name not in seen:
                         seen.add(spec.name)
                         runs.append(spec)
@@ -517,6 +532,10 @@ def main(argv=None) -> int:
             ready = [r for r in pending if not unresolved(r)
                      and not (r.path / "FAILED").exists() and (r.runner == "minidp" or RUNNERS[r.runner].exists())]
             if not ready or (args.max_runs is not None and started >= args.max_runs) or interrupt.signum:
+                for r in pending:  # say why a selected run is not started, rather than exit in silence
+                    if (r.path / "FAILED").exists():
+                        print(f"study: {r.name} is not run: {r.path / 'FAILED'} marks it failed (remove the run "
+                              f"directory to try again)", flush=True)
                 break
             spec = ready[0]
             action = action_for(spec)

@@ -253,3 +253,40 @@ def test_arm_filter_splits_the_arms_own_searches(reproduce, tmp_path):
     assert chosen("--arm", "ft") == shared | {"val/ft_lr0.01/seed0", "tiny_eps3/ft/seed0"}
     assert chosen("--phase", "main") == shared | {"tiny_eps3/baseline/seed0", "tiny_eps3/rmt/seed0"}
     assert chosen() == {r.name for r in runs}
+
+
+def test_an_arm_can_drop_a_setting_flag(reproduce, tmp_path):
+    """"drop_setting_flags": the non-private arm runs in a DP setting without its --epsilon (the CLI refuses a
+    budget with --non-private), the flag's value going with it; the other arms keep it, and its meta says ε None."""
+    path = tiny_plan(tmp_path)
+    plan = json.loads(path.read_text())
+    plan["arms"]["np"] = {"flags": ["--non-private", "--denoise", "none"], "role": "nonprivate",
+                          "drop_setting_flags": ["--epsilon"]}
+    plan["phases"][0]["arms"].append("np")
+    path.write_text(json.dumps(plan))
+    runs = {r.arm: r for r in reproduce.planned_runs(reproduce.load_plan(path, []), tmp_path / "runs", {"lr": 0.01})
+            if r.phase == "main"}
+    assert "--epsilon" not in runs["np"].flags and "--non-private" in runs["np"].flags
+    assert runs["np"].flags[runs["np"].flags.index("--steps") + 1] == "2"  # the flag after the dropped value stays
+    assert runs["baseline"].flags[runs["baseline"].flags.index("--epsilon") + 1] == "3"
+    assert runs["np"].meta["epsilon"] is None and runs["baseline"].meta["epsilon"] == 3
+    assert reproduce.setting_flags({"flags": ["--a", "--epsilon", "--b", "1"]}, {"drop_setting_flags": ["--epsilon"]}) \
+        == ["--a", "--b", "1"]  # a dropped switch without a value takes nothing else
+
+
+def test_the_3epoch_plan_gives_its_nonprivate_arm_no_budget(reproduce, tmp_path):
+    """scripts/study_plan_3epoch.json: every non-private run (its search and its full runs) parses as a
+    non-private TrainConfig, and every DP run still has its budget."""
+    from minidp.commands.train import config_from_args
+    from minidp.cli import build_parser
+
+    plan = reproduce.load_plan(SCRIPTS / "study_plan_3epoch.json", ["glue=/data/glue", "model=/m"])
+    runs = reproduce.planned_runs(plan, tmp_path, {"lr": 0.001})
+    for spec in runs:
+        flags = [f.replace("{lr}", "0.001") for f in spec.flags]
+        args = build_parser().parse_args(["train", *flags, "--seed", "0", "--out", str(tmp_path / "x")])
+        privacy = config_from_args(args).privacy
+        if spec.arm.startswith("nonprivate"):
+            assert privacy.non_private and privacy.epsilon is None and privacy.noise_multiplier is None
+        else:
+            assert not privacy.non_private and (privacy.epsilon is not None or privacy.noise_multiplier is not None)

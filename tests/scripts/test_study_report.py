@@ -205,3 +205,14 @@ def test_lr_report_says_which_arm_takes_anothers_lr(rep):
     md = rep.lr_markdown(rec, [], "cmd")
     assert "- arm `ft` (its own search): chosen {'lr': 0.003}" in md
     assert "- arm `ft_rmt` (takes `ft`'s): chosen {'lr': 0.003}" in md
+
+
+def test_a_readme_shows_the_paper_tables_it_is_given(rep, tmp_path):
+    """paper_tables_from: another report directory's paper_table.md, its title a link, headings one level down."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "paper_table.md").write_text("# Title\n\ntext\n\n## setting\n\n| a |\n")
+    tables = rep.included_tables({"paper_tables_from": ["sub", "missing"]}, tmp_path, None)
+    assert [link for link, _ in tables] == ["sub/paper_table.md"]
+    md = rep.demoted(tables[0][1], tables[0][0])
+    assert md.startswith("From [sub/paper_table.md](sub/paper_table.md):") and "### setting" in md
+    assert "# Title" not in md

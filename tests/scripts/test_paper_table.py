@@ -1,0 +1,96 @@
+"""scripts/paper_table.py: the paper-format table on synthetic runs (no training)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def pt():
+    sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location("paper_table", SCRIPTS / "paper_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(setting, arm, role, seed, curve):
+    return {"name": f"{setting}/{arm}/seed{seed}", "setting": setting, "arm": arm, "role": role, "seed": seed,
+            "finished": True, "summary": {"steps": max(curve)}, "curve": curve, "final_accuracy": curve[max(curve)]}
+
+
+PLAN = {"settings": {"e3": {"task": "sst2", "epsilon": 3}, "e8": {"task": "sst2", "epsilon": 8},
+                     "q8": {"task": "qnli", "epsilon": 8}},
+        "paper_table": {"baseline": "ft", "published": [{"source": "S", "model": "M", "method": "DP", "epsilon": 3,
+                                                         "task": "SST-2", "accuracy": "0.9"}]}}
+
+
+def curves(start):
+    """Eval every 10 to a 198-step final, rising from ``start``."""
+    c = {s: start + 0.001 * s for s in range(10, 191, 10)}
+    c[198] = start + 0.001 * 198
+    return c
+
+
+def study():
+    runs = []
+    for seed in range(3):
+        runs.append(run("e3", "nonprivate", "nonprivate", seed, curves(0.60 + 0.01 * seed)))
+        runs.append(run("e3", "ft", "baseline", seed, curves(0.50 + 0.03 * seed)))
+        runs.append(run("e3", "rmt", "denoised", seed, curves(0.52 + 0.03 * seed)))
+        runs.append(run("e8", "ft", "baseline", seed, curves(0.55)))
+    return runs
+
+
+def test_read_at_takes_the_last_evaluation_at_or_before(pt):
+    c = {10: 0.5, 20: 0.6, 30: 0.7, 198: 0.9}
+    assert pt.read_at(c, 25) == (20, 0.6) and pt.read_at(c, 200) == (198, 0.9) and pt.read_at(c, 5) == (None, None)
+
+
+def test_setting_numbers(pt):
+    t = pt.paper_table(PLAN, study())
+    assert list(t["settings"]) == ["e3", "e8"]  # q8 has no run
+    e3 = t["settings"]["e3"]
+    assert e3["incomplete"] is False and e3["nonprivate_from"] == "e3"
+    np_peak = 0.61 + 0.001 * 198  # the mean over seeds (0.60, 0.61, 0.62) at step 198
+    assert e3["nonprivate_peak"] == pytest.approx(np_peak)
+    ft = e3["arms"]["ft"]
+    assert ft["at"]["25"]["read_steps"] == [20] and ft["at"]["25"]["mean"] == pytest.approx(0.53 + 0.02)
+    assert ft["at"]["200"]["read_steps"] == [198]
+    assert ft["percent_of_nonprivate"] == pytest.approx(100 * (0.53 + 0.198) / (0.61 + 0.198))
+    # 90% of the NP peak: the first step with 0.50 + 0.03 seed + 0.001 step >= 0.9 * peak (seed 0 never)
+    want = [next((k for k in sorted(curves(0.50 + 0.03 * s)) if curves(0.50 + 0.03 * s)[k] >= 0.9 * np_peak), None)
+            for s in range(3)]
+    assert ft["steps_to_90_nonprivate"] == want and want[0] is None and want[2] is not None
+    rmt = e3["arms"]["rmt"]
+    assert rmt["paired_vs_baseline"]["mean"] == pytest.approx(0.02)
+    assert rmt["wins"]["50"] == {"wins": 3, "seeds": 3}
+    assert ft["paired_vs_baseline"] is None and e3["arms"]["nonprivate"]["paired_vs_baseline"] is None
+    assert e3["best_dp_arm"] == "rmt"
+
+
+def test_a_setting_without_nonprivate_runs_reads_another_of_the_same_task(pt):
+    e8 = pt.paper_table(PLAN, study())["settings"]["e8"]
+    assert e8["nonprivate_from"] == "e3" and e8["arms"]["nonprivate"]["seeds"] == [0, 1, 2]
+    assert e8["incomplete"] is False  # 3 seeds of ft, 3 of the borrowed reference
+    md = pt.markdown(pt.paper_table(PLAN, study()))
+    assert "Non-private reference: the runs of setting `e3`" in md
+
+
+def test_incomplete_and_verdicts(pt):
+    runs = [r for r in study() if not (r["arm"] == "rmt" and r["seed"] == 2)]
+    t = pt.paper_table(PLAN, runs)
+    assert t["settings"]["e3"]["incomplete"] is True
+    assert pt.verdict(t["settings"]["e3"]["arms"]["rmt"]["paired_vs_baseline"], 3).startswith("no conclusion")
+    assert pt.verdict({"seeds": [0, 1, 2], "mean": 0.02, "ci95": [0.01, 0.03]}, 3) == "helps"
+    assert pt.verdict({"seeds": [0, 1, 2], "mean": -0.02, "ci95": [-0.03, -0.01]}, 3) == "hurts"
+    assert pt.verdict({"seeds": [0, 1, 2], "mean": 0.0, "ci95": [-0.01, 0.01]}, 3).startswith("does nothing")
+    md = pt.markdown(t)
+    assert "INCOMPLETE" in md and "| rmt | 2 |" in md and "nonprivate (NOT PRIVATE)" in md
+    assert "Columns read: 25 → step 20; 200 → step 198." in md
+    assert "## Published figures" in md and "| S | M | DP | 3 | SST-2 | 0.9 |" in md

@@ -6,6 +6,7 @@ import math
 from scipy.special import erf as scipy_erf
 
 from minidp.backend import array_module
+from minidp.threads import run_blocks
 
 
 def softmax(x, axis: int = -1, *, overwrite_input: bool = False):
@@ -13,16 +14,33 @@ def softmax(x, axis: int = -1, *, overwrite_input: bool = False):
     keeps every exponent ≤ 0, so nothing overflows).
 
     ``overwrite_input=True`` builds the result in ``x``'s own array (the caller's temporary, e.g. attention
-    scores): the same arithmetic, one array of x's size fewer."""
+    scores): the same arithmetic, one array of x's size fewer. Over the last axis of a large contiguous NumPy
+    array the rows run in blocks over the elementwise thread pool (minidp.threads; each row's arithmetic is
+    unchanged, so the result is bit-identical)."""
     xp = array_module(x)
     if overwrite_input:
         e = x
-        e -= x.max(axis=axis, keepdims=True)
     else:
-        e = x - x.max(axis=axis, keepdims=True)  # one new array, then updated in place: the same arithmetic as
-    xp.exp(e, out=e)  # e = exp(x − m); e / Σe, without two more temporaries of the input's size
-    e /= e.sum(axis=axis, keepdims=True)
+        e = xp.empty_like(x)  # one new array, then updated in place: e / Σe without two more temporaries
+    if axis in (-1, x.ndim - 1) and x.ndim >= 1 and x.flags.c_contiguous and e.flags.c_contiguous:
+        width = x.shape[-1] if x.ndim else 1
+        x2, e2 = x.reshape(-1, width), e.reshape(-1, width)  # (rows, width) views
+
+        def block(s):
+            _softmax_rows(xp, x2[s], e2[s], axis=-1)
+
+        run_blocks(block, x2.shape[0], elements=x2.size, on_numpy=xp.__name__ == "numpy")
+        return e
+    _softmax_rows(xp, x, e, axis=axis)
     return e
+
+
+def _softmax_rows(xp, x, e, axis):
+    """e = softmax(x) along ``axis``, written into ``e`` (which may be ``x`` itself)."""
+    m = x.max(axis=axis, keepdims=True)
+    xp.subtract(x, m, out=e)
+    xp.exp(e, out=e)  # e = exp(x − m)
+    e /= e.sum(axis=axis, keepdims=True)
 
 
 def logsumexp(x, axis: int = -1, keepdims: bool = False):

@@ -9,27 +9,48 @@ from __future__ import annotations
 from minidp.backend import array_module
 from minidp.numerics import INV_SQRT2, INV_SQRT_2PI, erf
 from minidp.numerics import softmax as _stable_softmax
+from minidp.threads import run_blocks
 
 
 def gelu_forward(x):
-    cdf = x * INV_SQRT2  # Φ(x) = ½(1 + erf(x/√2)), built in place in one array (same shape as x)
-    erf(cdf, out=cdf)
-    cdf += 1.0
-    cdf *= 0.5
-    return x * cdf, (x, cdf)  # cache: the input and Φ(x)
+    """y = x Φ(x), Φ(x) = ½(1 + erf(x/√2)); cache (x, Φ(x)). Large NumPy arrays run in blocks over the
+    elementwise thread pool (minidp.threads: the same arithmetic per element, bit-identical)."""
+    xp = array_module(x)
+    x = xp.ascontiguousarray(x)
+    cdf, y = xp.empty_like(x), xp.empty_like(x)  # same shape as x
+    xf, cf, yf = x.reshape(-1), cdf.reshape(-1), y.reshape(-1)  # flat views
+
+    def block(s):
+        c = cf[s]
+        xp.multiply(xf[s], INV_SQRT2, out=c)  # Φ built in place in its own block
+        erf(c, out=c)
+        c += 1.0
+        c *= 0.5
+        xp.multiply(xf[s], c, out=yf[s])
+
+    run_blocks(block, x.size, on_numpy=xp.__name__ == "numpy")
+    return y, (x, cdf)  # cache: the input and Φ(x)
 
 
 def gelu_backward(cache, dy):
-    """d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π)."""
+    """d/dx [x Φ(x)] = Φ(x) + x φ(x), φ(x) = exp(−x²/2) / √(2π); in blocks like gelu_forward."""
     x, cdf = cache
     xp = array_module(x)
-    g = x * x  # one temporary, updated in place: g = dy · (Φ(x) + x φ(x))
-    g *= -0.5
-    xp.exp(g, out=g)
-    g *= INV_SQRT_2PI  # φ(x)
-    g *= x
-    g += cdf
-    g *= dy
+    dy = xp.ascontiguousarray(dy)
+    g = xp.empty_like(x)  # one array, updated in place: g = dy · (Φ(x) + x φ(x))
+    xf, cf, df, gf = x.reshape(-1), cdf.reshape(-1), dy.reshape(-1), g.reshape(-1)
+
+    def block(s):
+        b = gf[s]
+        xp.multiply(xf[s], xf[s], out=b)
+        b *= -0.5
+        xp.exp(b, out=b)
+        b *= INV_SQRT_2PI  # φ(x)
+        b *= xf[s]
+        b += cf[s]
+        b *= df[s]
+
+    run_blocks(block, x.size, on_numpy=xp.__name__ == "numpy")
     return g
 
 
@@ -52,10 +73,21 @@ def softmax_forward(x, overwrite_input: bool = False):
 
 
 def softmax_backward(cache, dy):
-    """dx_j = y_j (dy_j − Σ_k dy_k y_k)   (the Jacobian diag(y) − y yᵀ applied to dy)."""
+    """dx_j = y_j (dy_j − Σ_k dy_k y_k)   (the Jacobian diag(y) − y yᵀ applied to dy); rows in blocks over
+    the elementwise thread pool for large NumPy arrays (minidp.threads: bit-identical)."""
     y = cache
-    g = dy * y  # one temporary, reused for the result: the same arithmetic as y · (dy − Σ_k dy_k y_k)
-    total = g.sum(axis=-1, keepdims=True)  # (..., 1)
-    array_module(dy).subtract(dy, total, out=g)
-    g *= y
+    xp = array_module(dy)
+    dy = xp.ascontiguousarray(dy)
+    g = xp.empty_like(dy)  # one array, reused for the result: the same arithmetic as y · (dy − Σ_k dy_k y_k)
+    width = dy.shape[-1]
+    y2, dy2, g2 = xp.ascontiguousarray(y).reshape(-1, width), dy.reshape(-1, width), g.reshape(-1, width)
+
+    def block(s):
+        b = g2[s]
+        xp.multiply(dy2[s], y2[s], out=b)
+        total = b.sum(axis=-1, keepdims=True)  # (rows, 1)
+        xp.subtract(dy2[s], total, out=b)
+        b *= y2[s]
+
+    run_blocks(block, g2.shape[0], elements=g2.size, on_numpy=xp.__name__ == "numpy")
     return g

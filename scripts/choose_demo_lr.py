@@ -4,7 +4,8 @@
 
 The demo's 4000 training tweets are split 90/10 (stratified, seed 1); the baseline arm (DP-AdamW, ε = 8, the
 demo's other settings) trains on the 90% for each candidate learning rate with the same noise seed, and is
-scored on the 10%. The held-out tweets the demo reports are never read. One seed per candidate: a
+scored on the 10%. The model's pooling is the checkpoint's (mean for all-MiniLM-L6-v2), as in the demo, and
+is recorded. The held-out tweets the demo reports are never read. One seed per candidate: a
 selection, not an estimate of accuracy.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minidp.commands.demo import DEMO_DEFAULTS, demo_config, demo_datasets  # noqa: E402
 from minidp.data import split_dataset  # noqa: E402
 from minidp.train import train  # noqa: E402
+from models.hf import checkpoint_pooling  # noqa: E402
 
 
 def main() -> int:
@@ -41,7 +43,8 @@ def main() -> int:
                         "epsilon": summary["epsilon"], "seconds": time.perf_counter() - t0})
         print(json.dumps(results[-1]), flush=True)
     best = max(results, key=lambda r: r["validation_accuracy"])
-    record = {"chosen_lr": best["lr"], "candidates": results, "fit_examples": len(fit),
+    pooling = checkpoint_pooling(demo_config(args, "none", opts.seed, None).model.path)
+    record = {"chosen_lr": best["lr"], "pooling": pooling, "candidates": results, "fit_examples": len(fit),
               "validation_examples": len(validation), "noise_seed": opts.seed,
               "command": "python scripts/choose_demo_lr.py " + " ".join(sys.argv[1:]),
               "machine": f"{platform.machine()} {platform.processor() or ''} ".strip()}

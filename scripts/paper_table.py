@@ -11,7 +11,9 @@ Per setting and arm (seeds finished, ≥ 3 for a conclusion):
     steps to 90% / 95% of non-private         first evaluated step with accuracy ≥ 0.9 · A_np (0.95 · A_np),
                                               A_np = the highest point of the non-private mean curve
     steps to 90% / 95% of the best DP arm     the same with A_dp = the highest point of any DP arm's mean curve
-    paired difference to the baseline arm     arm − baseline over shared seeds, mean and 95% t-interval
+    paired difference to the baseline arm     arm − baseline over shared seeds, mean and 95% t-interval, of the
+                                              final accuracy and of the accuracy at each step above (the paper's
+                                              claim is about early steps: an arm can gain early and not at the end)
     wins per checkpoint                       seeds where arm > baseline at each of the steps above
 
 The non-private arm (plan role "nonprivate") has no ε: a setting without its own non-private runs reads those
@@ -83,7 +85,7 @@ def setting_table(setting: str, plan: dict, finished: list[dict], baseline: str)
            "arms": {}}
     for arm, rs in arms.items():
         rs = sorted(rs, key=lambda r: r["seed"])
-        row = {"role": rs[0]["role"], "seeds": [r["seed"] for r in rs], "at": {}, "wins": {},
+        row = {"role": rs[0]["role"], "seeds": [r["seed"] for r in rs], "at": {}, "wins": {}, "paired_at": {},
                "final": mean_sd([r["final_accuracy"] for r in rs])}
         for step in PAPER_STEPS:
             reads = [read_at(r["curve"], step) for r in rs]
@@ -94,6 +96,8 @@ def setting_table(setting: str, plan: dict, finished: list[dict], baseline: str)
                          if r["seed"] in base]
                 pairs = [(b, a) for b, a in pairs if b is not None and a is not None]
                 row["wins"][str(step)] = {"wins": sum(a > b for b, a in pairs), "seeds": len(pairs)}
+                row["paired_at"][str(step)] = paired({seed: read_at(r["curve"], step)[1] for seed, r in base.items()},
+                                                     {r["seed"]: a for r, (_, a) in zip(rs, reads)})
         row["percent_of_nonprivate"] = (100.0 * row["final"]["mean"] / np_final
                                         if np_final and row["final"]["mean"] is not None else None)
         for name, peak in (("nonprivate", a_np), ("best_dp", a_dp)):
@@ -200,9 +204,14 @@ def markdown(table: dict) -> str:
         lines += ["", peaks + dp + "." + (f" Columns read: {reads}." if reads else ""), ""]
         denoised = {a: r for a, r in t["arms"].items() if r["role"] == "denoised"}
         if denoised:
-            lines += ["Where RMT helps, does nothing or hurts (final accuracy, paired with `" + base + "`):", ""]
-            lines += [f"- `{a}`: {verdict(r['paired_vs_baseline'], table['min_seeds'])}"
-                      f" ({_diff(r['paired_vs_baseline'])})" for a, r in denoised.items()] + [""]
+            lines += ["Where RMT helps, does nothing or hurts (paired with `" + base + "` at each step column and at "
+                      "the end):", ""]
+            for a, r in denoised.items():
+                at = [f"at {s}: {verdict(r['paired_at'].get(str(s)), table['min_seeds'])} "
+                      f"({_diff(r['paired_at'].get(str(s)))})" for s in PAPER_STEPS]
+                lines.append(f"- `{a}`: " + "; ".join(at) + f"; final: {verdict(r['paired_vs_baseline'], table['min_seeds'])}"
+                             f" ({_diff(r['paired_vs_baseline'])})")
+            lines += [""]
     if table["published"]:
         lines += ["## Published figures this is set beside (not measured here)", "",
                   "| source | model | method | ε | task | accuracy | note |", "|---|---|---|---|---|---|---|"]

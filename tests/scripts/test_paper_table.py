@@ -70,6 +70,9 @@ def test_setting_numbers(pt):
     rmt = e3["arms"]["rmt"]
     assert rmt["paired_vs_baseline"]["mean"] == pytest.approx(0.02)
     assert rmt["wins"]["50"] == {"wins": 3, "seeds": 3}
+    assert rmt["paired_at"]["50"]["mean"] == pytest.approx(0.02) and rmt["paired_at"]["50"]["seeds"] == [0, 1, 2]
+    assert ft["paired_at"] == {}
+    assert "- `rmt`: at 25: " in pt.markdown(pt.paper_table(PLAN, study()))
     assert ft["paired_vs_baseline"] is None and e3["arms"]["nonprivate"]["paired_vs_baseline"] is None
     assert e3["best_dp_arm"] == "rmt"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from minidp.backend import default_device
 from minidp.data import TASKS
 from minidp.denoise.gradients import DenoiseSettings
-from minidp.denoise.rmt import FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
+from minidp.denoise.rmt import DEFAULT_NORM_CORRECTION, FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
 from minidp.errors import ConfigError
 from minidp.nn.pooling import POOLING_CHOICES
 from minidp.optim import OPTIMIZERS

@@ -4,6 +4,7 @@
     paired(a, b)             b − a over the seeds in both ({seed: value}), mean and a 95% t-interval
                              mean ± t_{0.975, n−1} · sd / √n
     steps_to(curve, x)       the first evaluated step whose accuracy is ≥ x ({step: accuracy}), or None
+    read_at(curve, step)     (the evaluated step read, its accuracy): the last evaluation at or before step
 """
 from __future__ import annotations
 
@@ -53,3 +54,9 @@ def paired(a: dict, b: dict) -> dict:
         half = t975(len(diffs) - 1) * float(np.std(diffs, ddof=1)) / math.sqrt(len(diffs))
         out["ci95"] = [out["mean"] - half, out["mean"] + half]
     return out
+
+
+def read_at(curve: dict, step: int):
+    """(the evaluated step read, its accuracy): the last evaluation at or before ``step``; (None, None) if none."""
+    before = [s for s in curve if s <= step and curve[s] is not None]
+    return (max(before), curve[max(before)]) if before else (None, None)

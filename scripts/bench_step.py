@@ -15,7 +15,8 @@ of ``--repeats``) and its peak memory taken there:
     minidp_dpstep        minidp.step.DPStep                   the step training runs, on the same fixed batch
                                                               (q = 1, so sampling selects all B examples):
                                                               clipped sum, Gaussian noise, AdamW update, ledger
-    minidp_dpstep_rmt    the same with the fast RMT denoiser (κ = 1.02, norm correction "noisy")
+    minidp_dpstep_rmt    the same with the fast RMT denoiser (κ = 1.02, the default norm correction,
+                         as `minidp train` runs it)
     minidp_materialized  the same step with every linear record's norm taken by materialising its
                          per-example gradients (B, d_out, d_in) (the reference path; embeddings keep the
                          ghost norm: materialising (B, V, C) tables is what makes Opacus' hooks heavy)
@@ -167,13 +168,14 @@ def dp_step(model, ids, mask, labels, max_grad_norm: float, denoise: bool, seed:
     """The DPStep training runs (minidp/step.py), over the fixed batch: σ = 1, AdamW, RDP ledger."""
     from minidp.backend import RandomStreams  # noqa: PLC0415
     from minidp.optim import make_optimizer  # noqa: PLC0415
+    from minidp.denoise.rmt import DEFAULT_NORM_CORRECTION  # noqa: PLC0415
     from minidp.privacy import make_accountant  # noqa: PLC0415
     from minidp.step import DenoiseSettings, DPStep  # noqa: PLC0415
 
     streams = RandomStreams(seed=seed, device=device)
     model.dropout_rng = streams.dropout
-    settings = DenoiseSettings(kappa=1.02, norm_correction="noisy", fallback="noisy", method="fast") if denoise \
-        else None
+    settings = (DenoiseSettings(kappa=1.02, norm_correction=DEFAULT_NORM_CORRECTION, fallback="noisy",
+                                method="fast") if denoise else None)
     return DPStep(model, FixedBatch(ids, mask, labels), noise_multiplier=1.0, max_grad_norm=max_grad_norm,
                   sample_rate=1.0, optimizer=make_optimizer("adamw", 1e-4), streams=streams,
                   accountant=make_accountant("rdp"), delta=1e-5, max_physical_batch=len(labels),

@@ -24,16 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from _study_stats import MIN_SEEDS, mean_sd, paired, steps_to
+from _study_stats import MIN_SEEDS, mean_sd, paired, read_at, steps_to
 
 PAPER_STEPS = (25, 50, 100, 200)
 NONPRIVATE_ROLE = "nonprivate"
-
-
-def read_at(curve: dict, step: int):
-    """(the evaluated step read, its accuracy): the last evaluation at or before ``step``; (None, None) if none."""
-    before = [s for s in curve if s <= step and curve[s] is not None]
-    return (max(before), curve[max(before)]) if before else (None, None)
 
 
 def mean_curve(runs: list[dict]) -> dict:

@@ -36,7 +36,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by path (test
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import paper_table  # noqa: E402
-from _study_stats import MIN_SEEDS, T975, mean_sd, paired, steps_to, t975  # noqa: E402,F401  (t975, T975: re-exported)
+from _study_stats import MIN_SEEDS, T975, mean_sd, paired, read_at, steps_to, t975  # noqa: E402,F401  (t975, T975: re-exported)
 
 CHECKPOINT_STEPS = (25, 50, 100, 200)
 REPORT_KEY = {"baseline": "baseline", "rmt": "denoised"}  # plan arm -> its key in a report; other arms keep names
@@ -107,7 +107,9 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
 
 
 def accuracy_at(curve: dict, step: int):
-    return curve.get(step)
+    """The accuracy read at ``step``: the last evaluation at or before it (runs evaluated every 10 steps are
+    read at 20 for step 25, as in the paper table)."""
+    return read_at(curve, step)[1]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -115,6 +117,16 @@ def accuracy_at(curve: dict, step: int):
 # ---------------------------------------------------------------------------------------------------------
 MAIN_REFERENCE = ("baseline", "rmt")  # the plan arms a setting's report compares (the paired difference: 2nd − 1st)
 LORA_REFERENCE = ("ft", "ft_rmt")  # issue 18: full fine-tuning without / with RMT; the LoRA arms are set beside
+
+
+def plan_reference(plan: dict) -> tuple[tuple[str, str], bool]:
+    """(baseline arm, denoised arm) of a plan's setting reports, and whether every arm of a setting needs
+    MIN_SEEDS finished seeds before it is complete. A plan may name its own pair (``"reference": [b, d]``,
+    e.g. issue 25's ft / ft + RMT estimate); then all its arms count. Else the main study's pair, which alone
+    counts (its ablation arms run one seed)."""
+    if plan.get("reference"):
+        return tuple(plan["reference"]), True
+    return MAIN_REFERENCE, False
 
 
 def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
@@ -145,7 +157,9 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
                                                                         plan["variables"].get("batch")),
         "planned_steps": planned_steps, "noise_multiplier": first.get("noise_multiplier"),
         "delta": first.get("delta"), "epsilon_spent": first.get("epsilon"),
-        "lr": plan["variables"].get("lr"), "trainable": plan["variables"].get("trainable"),
+        "lr": plan["variables"].get("lr") or ("per arm (each arm's own search)" if plan.get("arm_searches")
+                                              else None),
+        "trainable": plan["variables"].get("trainable"),
         "accountant": plan["variables"].get("accountant", "rdp"),
         "seeds": {arm: sorted(r["seed"] for r in rs) for arm, rs in finished.items()},
         "seeds_started": {arm: sorted(r["seed"] for r in rs if r["finished"] or r.get("steps_logged"))
@@ -412,6 +426,11 @@ def ablation_report(plan: dict, settings: dict, command: str) -> dict:
 SAME_SEED = 0  # every ablation arm runs this seed; the main arms have it too
 
 
+def has_ablations(plan: dict) -> bool:
+    """Whether the plan has ablation arms (role "ablation"): only then is there an ablation report."""
+    return any(arm.get("role") == "ablation" for arm in (plan.get("arms") or {}).values())
+
+
 def arm_change(plan: dict, arm: str) -> str:
     """What an arm changes, from its CLI flags in the plan (e.g. '--kappa 1.1 --norm-correction noisy')."""
     flags = (plan.get("arms") or {}).get(arm, {}).get("flags", [])
@@ -550,17 +569,18 @@ def finding(r: dict) -> str:
         n = {arm: len(s) for arm, s in r["seeds"].items()}
         return f"- {head}: INCOMPLETE ({n} finished seeds): no conclusion yet."
     pd = r["paired_final"]
-    b, d = r["final_accuracy_stats"]["baseline"], r["final_accuracy_stats"]["denoised"]
+    ref = r.get("reference") or {"baseline": "baseline", "denoised": "denoised"}
+    b, d = r["final_accuracy_stats"][ref["baseline"]], r["final_accuracy_stats"][ref["denoised"]]
     ci = pd["ci95"]
     verdict = direction(ci, "the denoiser helps", "the denoiser hurts")
     early = r["checkpoint_steps"][0]
     wins = r["wins_at"].get(str(early), {})
     peers = [f"{arm} (peer implementation) {fmt_stats(st)}"
-             for arm, st in r["final_accuracy_stats"].items() if arm not in ("baseline", "denoised")
+             for arm, st in r["final_accuracy_stats"].items() if arm not in ref.values()
              and arm in PEER_ARMS and st.get("n")]
-    return (f"- {head}: final accuracy {b['mean']:.4f} ± {b['sd']:.4f} (baseline) vs {d['mean']:.4f} ± "
-            f"{d['sd']:.4f} (denoised); paired difference {pd['mean']:+.4f}, 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] "
-            f"— {verdict}. At step {early} the denoised run wins {wins.get('denoised_wins')}/{wins.get('seeds')} "
+    return (f"- {head}: final accuracy {b['mean']:.4f} ± {b['sd']:.4f} ({ref['baseline']}) vs {d['mean']:.4f} ± "
+            f"{d['sd']:.4f} ({ref['denoised']}); paired difference {pd['mean']:+.4f}, 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}] "
+            f"— {verdict}. At step {early} {ref['denoised']} wins {wins.get('denoised_wins')}/{wins.get('seeds')} "
             f"seeds." + (f" Final accuracy of {'; '.join(peers)}." if peers else ""))
 
 
@@ -725,7 +745,8 @@ def demoted(md: str, link: str) -> str:
 def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict, command: str,
            regime: dict | None, status: list[str] | None = None, more_regimes: dict | None = None,
            archive: dict | None = None, lora: dict | None = None, paper: list | None = None) -> str:
-    lines = ["# Reports: what RMT denoising is worth in minidp (issue 13)", "",
+    title = plan.get("title", "Reports: what RMT denoising is worth in minidp (issue 13)")
+    lines = [f"# {title}", "",
              "Generated by `" + command + " --report-only` from the finished runs (and `scripts/regime_map.py` for "
              "the regime map). Numbers here are measured; settings with fewer than 3 finished seeds per arm "
              "are marked INCOMPLETE and no conclusion is drawn from them.", ""]
@@ -754,9 +775,11 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
         lines += [f"Archive: [{archive['dir'].name}/]({archive['dir'].name}/ARCHIVE.json) — {about['about']} "
                   f"It holds {about['finished_runs']} finished runs ({about['cpu_hours']:.2f} CPU h, "
                   f"{about['wall_hours']:.2f} wall h).", ""]
-    lines += [f"Learning rate (and trainable set): [{lr_link}]({lr_link}) — chosen "
-              f"{lr_rec.get('chosen') if lr_rec.get('chosen') is not None else 'not yet'} on a validation split "
-              f"of the training data." + (f" **Blocked:** {lr_rec['blocked']}." if lr_rec.get("blocked") else ""), ""]
+    if plan.get("lr_search") is not None or lr_rec.get("chosen") is not None:  # one search for the whole plan
+        lines += [f"Learning rate (and trainable set): [{lr_link}]({lr_link}) — chosen "
+                  f"{lr_rec.get('chosen') if lr_rec.get('chosen') is not None else 'not yet'} on a validation "
+                  f"split of the training data." + (f" **Blocked:** {lr_rec['blocked']}." if lr_rec.get("blocked")
+                                                    else ""), ""]
     if arm_searches:  # issue 18's arms search their own learning rates on the same validation split
         lines += ["Arms with their own search ([study_lr.md](study_lr.md)): " + "; ".join(
             f"{arm} {rec.get('chosen') if rec.get('chosen') is not None else 'not yet'}"
@@ -773,8 +796,9 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
                          + (f" {check}" if check else ""))
     if status:
         lines += ["", "### Progress of the study (what is finished, what is not)", ""] + status
-    lines += ["", "Ablations and overhead: [study_ablations.md](study_ablations.md)", ""]
-    lines += ablation_findings(ablations)
+    if has_ablations(plan):
+        lines += ["", "Ablations and overhead: [study_ablations.md](study_ablations.md)", ""]
+        lines += ablation_findings(ablations)
     if lora:
         lines += ["", "## Full fine-tuning + RMT or DP-LoRA? (issue 18)", ""]
         lines += [lora_finding(r) + f" ([study_lora_{name}.md](study_lora_{name}.md), ![](study_lora_{name}.png))"
@@ -837,7 +861,10 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
             if not any(r["finished"] for r in runs_here):
                 continue
             if group == "main":
-                report, name = compare_setting(setting, plan, runs_here, command), f"study_{setting}"
+                reference, all_arms = plan_reference(plan)
+                required = tuple(dict.fromkeys(r["arm"] for r in runs_here)) if all_arms else None
+                report = compare_setting(setting, plan, runs_here, command, reference=reference, required=required)
+                name = f"study_{setting}"
                 settings[setting] = report
             else:
                 report = compare_setting(setting, plan, runs_here, command, reference=LORA_REFERENCE,
@@ -858,11 +885,12 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
         if same and same["denoised_seed_sd"] is None and old is not None:
             same["denoised_seed_sd"] = (old["final_accuracy_stats"].get("denoised") or {}).get("sd")
             same["sd_source"] = "the archived seeds of this setting"
-    (reports_dir / "study_ablations.json").write_text(json.dumps(ablations, indent=1) + "\n")
-    (reports_dir / "study_ablations.md").write_text(ablation_markdown(ablations))
-    written += [reports_dir / "study_ablations.json", reports_dir / "study_ablations.md"]
-    png = plot_ablations(ablations, reports_dir / "study_ablations.png")
-    written += [png] if png else []
+    if has_ablations(plan):  # a plan without ablation arms (issue 25's) has no such report
+        (reports_dir / "study_ablations.json").write_text(json.dumps(ablations, indent=1) + "\n")
+        (reports_dir / "study_ablations.md").write_text(ablation_markdown(ablations))
+        written += [reports_dir / "study_ablations.json", reports_dir / "study_ablations.md"]
+        png = plot_ablations(ablations, reports_dir / "study_ablations.png")
+        written += [png] if png else []
     cost = {"planned": len(loaded), "finished": sum(r["finished"] for r in loaded),
             "cpu_hours": sum(r.get("cpu_seconds", 0.0) for r in ledger) / 3600,
             "wall_hours": sum(r.get("wall_seconds", 0.0) for r in ledger) / 3600}

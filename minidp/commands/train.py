@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from minidp.config import (CLIP_METHODS, DENOISE_METHODS, DENOISERS, FALLBACKS, NORM_CORRECTIONS, OPTIMIZERS,
+from minidp.config import (CLIP_METHODS, DEFAULT_NORM_CORRECTION, DENOISE_METHODS, DENOISERS, FALLBACKS, NORM_CORRECTIONS, OPTIMIZERS,
                            POOLING_CHOICES, TASKS, DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig,
                            RunConfig, TrainConfig)
 from minidp.backend import resolve_device
@@ -106,7 +106,9 @@ def add_parser(subparsers) -> None:
     z.add_argument("--denoise", default="none", choices=DENOISERS)
     z.add_argument("--kappa", type=float, default=1.02,
                    help="keep singular values above κ × the bulk edge (1.02: the paper's value)")
-    z.add_argument("--norm-correction", default="noisy", choices=NORM_CORRECTIONS)
+    z.add_argument("--norm-correction", default=DEFAULT_NORM_CORRECTION, choices=NORM_CORRECTIONS,
+                   help="rescale the denoised matrix to: estimate, √(Σ θ̂²) (the default, chosen on the study's "
+                   "evidence); noisy, ‖G‖_F (the paper's Step C); none")
     z.add_argument("--fallback", default="noisy", choices=FALLBACKS, help="when no component is kept")
     z.add_argument("--denoise-method", default="fast", choices=DENOISE_METHODS,
                    help="exact: full SVD per matrix; fast: top singular triplets (equal to exact as measured)")

@@ -51,6 +51,7 @@ import numpy as np
 from minidp.backend import array_module, to_host
 from minidp.denoise.rmt import (
     DEFAULT_KAPPA,
+    DEFAULT_NORM_CORRECTION,
     check_matrix,
     bulk_edge,
     check_noise_std,
@@ -220,7 +221,7 @@ def top_triplets(mats, threshold: float, *, rng: np.random.Generator, block: int
 # ------------------------------------------------------------------------------------------------
 # denoise a group of same-shape matrices
 # ------------------------------------------------------------------------------------------------
-def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy",
+def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction=DEFAULT_NORM_CORRECTION, fallback="noisy",
                   rng: np.random.Generator | None = None, seed: int = 0, block: int = 4,
                   tol: float | None = None, max_depth: int = 64, frob_norms=None):
     """Denoise a list of same-shape, same-dtype m×n matrices in one batched call.
@@ -276,7 +277,7 @@ def denoise_group(mats, noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="nois
     return outs, stats
 
 
-def rmt_denoise_fast(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction="noisy", fallback="noisy", *,
+def rmt_denoise_fast(G, noise_std, kappa=DEFAULT_KAPPA, norm_correction=DEFAULT_NORM_CORRECTION, fallback="noisy", *,
                      seed: int = 0, **options):
     """One matrix through the fast path (``options``: block, tol, max_depth of :func:`denoise_group`)."""
     return denoise_group([G], noise_std, kappa=kappa, norm_correction=norm_correction, fallback=fallback,

@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from minidp.denoise.fast import denoise_group
-from minidp.denoise.rmt import (DEFAULT_KAPPA, METHODS, check_matrix, check_noise_std, check_options,
+from minidp.denoise.rmt import (DEFAULT_KAPPA, DEFAULT_NORM_CORRECTION, METHODS, check_matrix, check_noise_std, check_options,
                                 frobenius_norms, rmt_denoise_with_stats)
 from minidp.errors import ConfigError
 
@@ -25,7 +25,7 @@ class DenoiseSettings:
     with the on/off switch ``denoise`` added, by the training config (``minidp.config.DenoiseConfig``)."""
 
     kappa: float = DEFAULT_KAPPA  # keep singular values above κ·s(√m + √n); 1.02, the paper's value
-    norm_correction: str = "noisy"  # noisy | estimate | none
+    norm_correction: str = DEFAULT_NORM_CORRECTION  # estimate | noisy | none
     fallback: str = "noisy"  # when nothing is kept: noisy (unchanged) | zero
     method: str = "fast"  # exact SVD | fast (top-k)
     min_dim: int = 0  # skip matrices whose smaller side is below this, e.g. 3 skips a 2×d head (0: none)
@@ -50,7 +50,7 @@ def _include_predicate(include) -> Callable[[str, object], bool]:
     return lambda name, array: name in names
 
 
-def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=DEFAULT_KAPPA, norm_correction="noisy",
+def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=DEFAULT_KAPPA, norm_correction=DEFAULT_NORM_CORRECTION,
                       fallback="noisy", method="exact", include=None, seed=0, min_dim=0):
     """Denoise every selected weight gradient of ``grads`` ({hf_name: array}); the rest pass through.
 

@@ -88,9 +88,9 @@ def test_report_json_keys(study):
     assert len(data["final_accuracy"]["baseline"]) == 1 and data["incomplete"] is True  # 1 seed < 3
     assert "INCOMPLETE" in (reports / "README.md").read_text()
     assert "reproduce.py" in data["command"]
-    for name in ("study_tiny_eps3.md", "study_tiny_eps3.png", "study_lr.md", "study_lr.json",
-                 "study_ablations.json"):
+    for name in ("study_tiny_eps3.md", "study_tiny_eps3.png", "study_lr.md", "study_lr.json"):
         assert (reports / name).exists(), name
+    assert not (reports / "study_ablations.json").exists()  # a plan without ablation arms has no such report
     lr = json.loads((reports / "study_lr.json").read_text())
     assert lr["lr"] in (0.001, 0.01) and len(lr["runs"]) == 2
 

@@ -49,6 +49,7 @@ for path in (SCRIPTS, ROOT):
         sys.path.insert(0, str(path))
 
 import study_report  # noqa: E402
+import study_window  # noqa: E402
 from minidp.checkpoint import has_checkpoint  # noqa: E402
 
 DEFAULT_PLAN = SCRIPTS / "study_plan.json"
@@ -367,7 +368,8 @@ class Interrupt:
 
     def __init__(self):
         self.signum = None
-        self.child = None
+        self.child = None  # the serial loop's one child (a Popen)
+        self.children = []  # a window's children (study_window.Child)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.handle)
 
@@ -375,6 +377,8 @@ class Interrupt:
         self.signum = signum
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            child.terminate()
 
 
 def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: Interrupt) -> int:
@@ -442,6 +446,20 @@ def parse_args(argv=None):
     p.add_argument("--save-records", default=None, metavar="DIR",
                    help="copy the finished runs' records (config, summary, metrics, log; no checkpoints) and the "
                         "ledger into DIR, from which --report-only --runs-dir DIR regenerates the reports")
+    p.add_argument("--records", default=None, metavar="DIR",
+                   help="a time-boxed window: the finished runs live here (in the repository, e.g. "
+                        "reports/records/study3ep); the runs directory is seeded from it, each run's records are "
+                        "copied into it as the run finishes, and the reports are regenerated from it alone")
+    p.add_argument("--jobs", type=int, default=1, help="with --records: runs at once, each with one BLAS thread")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="with --records: start no run whose expected wall time ends past this many minutes from "
+                        "launch (time paused with SIGSTOP is added)")
+    p.add_argument("--grace", type=float, default=10.0,
+                   help="with --minutes: a run still going this many minutes past the deadline is stopped "
+                        "(SIGTERM: it checkpoints) and the window ends")
+    p.add_argument("--commit", action="store_true",
+                   help="with --records: commit each finished run's records, the ledger and the reports "
+                        "(git commit --only those paths, nothing else staged)")
     p.add_argument("--archive", default=None, metavar="DIR",
                    help="reports of an earlier run directory that was lost (DIR/ARCHIVE.json says why): its complete "
                         "settings, search and cost join the findings (e.g. reports/study1)")
@@ -495,6 +513,143 @@ def study_command(argv) -> str:
     return "python scripts/reproduce.py " + " ".join(argv)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# a time-boxed window: --records, --jobs, --minutes, --commit (scripts/study_window.py says why)
+# ---------------------------------------------------------------------------------------------------------
+def repo_path(path) -> str:
+    """``path`` relative to the repository when inside it (as the reports print their command), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def report_argv(args) -> list[str]:
+    """The --report-only command that regenerates the window's reports from the records alone."""
+    return (["--runs-dir", repo_path(args.records), "--plan", repo_path(args.plan), "--reports",
+             repo_path(args.reports)] + sum((["--set", item] for item in args.set), [])
+            + (["--archive", args.archive] if args.archive else []))
+
+
+def write_records_reports(plan: dict, records: Path, reports: Path, args) -> list:
+    """Regenerate the reports from the records (never from a runs directory, which may hold partial runs)."""
+    return study_report.write_reports(plan, records, reports, command=study_command(report_argv(args)),
+                                      runs=planned_runs(plan, records, chosen_lr(plan, records)[0]),
+                                      lr_record=search_record(plan, records), archive=args.archive)
+
+
+@dataclass
+class Running:
+    spec: RunSpec
+    action: str
+    child: object
+    started: float  # on the window's clock
+    started_at: str  # wall time, for the ledger
+    load_start: float
+
+
+def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, report) -> dict:
+    """After a run ends: its ledger row (in the runs directory and the records), a FAILED mark after two
+    failures, the records copied, the reports regenerated from the records, and with --commit those paths
+    committed. Returns the ledger row."""
+    spec, rc = run.spec, run.child.poll()
+    finished = (spec.path / "summary.json").exists()
+    summary = read_summary(spec.path) if finished else None
+    row = {"run": spec.name, "phase": spec.phase, "action": run.action, "rc": rc,
+           "command": command_for(spec, run.action, args.python), "started": run.started_at,
+           "wall_seconds": clock.now() - run.started, "cpu_seconds": run.child.cpu_seconds,
+           "load_start": run.load_start, "load_end": os.getloadavg()[0], "blas_threads": "1", "jobs": jobs,
+           "steps": (summary or {}).get("steps"), "finished": finished}
+    records = Path(args.records)
+    ledger = records / "ledger.jsonl"
+    study_window.append_row(runs_dir / "ledger.jsonl", row)
+    study_window.append_row(ledger, row)
+    if rc not in INTERRUPTED_OR_OK and not finished:
+        failures = sum(1 for r in study_report.read_jsonl(ledger) if r["run"] == spec.name
+                       and r["rc"] not in INTERRUPTED_OR_OK)
+        if failures >= 2:  # a run that keeps failing is left for a person to look at
+            (spec.path / "FAILED").write_text(f"failed {failures} times; see study.log\n")
+    paths = [ledger]
+    if finished or (spec.path / "FAILED").exists():
+        paths.append(study_window.save_run(spec, runs_dir, records, RECORD_FILES))
+        paths += report()
+    accuracy = ((summary or {}).get("final_eval") or {}).get("accuracy")
+    what = (f"finished (final accuracy {accuracy:.4f})" if finished and accuracy is not None else
+            "finished" if finished else "marked FAILED" if (spec.path / "FAILED").exists() else f"stopped (rc {rc})")
+    print(f"study: {spec.name} {what}", flush=True)
+    if args.commit:
+        message = f"study: {spec.name} {what}; records" + (" and reports regenerated" if len(paths) > 1 else "")
+        if not study_window.commit_paths(paths, message, repo=ROOT, git=git, clock=clock):
+            print(f"study: could not commit the records of {spec.name} (git busy or failing)", flush=True)
+    return row
+
+
+def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=None, launch=None,
+               git=study_window.git_cli, report=None) -> int:
+    """Run the plan's unfinished runs, ``args.jobs`` at a time, none started that cannot end before
+    ``args.minutes`` (paused time added), each finished run's records saved to ``args.records`` (and committed
+    with ``args.commit``) as it finishes. ``clock``, ``launch(spec, action)``, ``git`` and ``report()`` (which
+    regenerates the reports and returns their paths) are for tests."""
+    clock = clock or study_window.Clock()
+    launch = launch or (lambda spec, action: study_window.launch_child(command_for(spec, action, args.python),
+                                                                       spec, ROOT))
+    records, jobs = Path(args.records), max(int(args.jobs), 1)
+    report = report or (lambda: write_records_reports(plan, records, Path(args.reports), args))
+    # a run's directory does not depend on the searches' outcome, so one pass seeds every finished run
+    study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, records, RECORD_FILES)
+    deadline = study_window.Deadline(clock, args.minutes) if args.minutes else None
+    running: dict[str, Running] = {}
+    started, refused = 0, set()
+    while True:
+        for name, run in list(running.items()):  # reap
+            if run.child.poll() is not None:
+                finish_run(run, runs_dir, args, clock=clock, git=git, jobs=jobs, report=report)
+                del running[name]
+        interrupt.children = [r.child for r in running.values()]
+        left = deadline.left() if deadline else float("inf")
+        if interrupt.signum or left <= -60.0 * args.grace:
+            if running and not interrupt.signum:
+                print(f"study: {args.grace:g} min past the deadline: stopping {', '.join(running)} "
+                      f"(each checkpoints)", flush=True)
+            for run in running.values():
+                run.child.terminate()
+            if running:
+                clock.sleep(study_window.POLL_SECONDS)
+                continue
+            break
+        if left > 0 and (args.max_runs is None or started < args.max_runs):
+            rows = study_report.read_jsonl(records / "ledger.jsonl")
+            rates = study_window.seconds_per_step(rows, records, jobs)
+            lr, _ = chosen_lr(plan, runs_dir)
+            runs = planned_runs(plan, runs_dir, lr)
+            ready = [r for r in runs if selected(r, args, runs) and r.name not in running
+                     and action_for(r) != "finished" and not unresolved(r) and not (r.path / "FAILED").exists()
+                     and (r.runner == "minidp" or RUNNERS[r.runner].exists())]
+            for spec in ready:
+                if len(running) >= jobs or (args.max_runs is not None and started >= args.max_runs):
+                    break
+                expected = study_window.expected_seconds(spec, plan, records, rates)
+                if deadline is not None and (expected is None or expected > left):
+                    if spec.name not in refused:
+                        refused.add(spec.name)
+                        print(f"study: {spec.name} not started: expected "
+                              f"{'unknown' if expected is None else f'{expected / 60:.0f} min'}, "
+                              f"{left / 60:.0f} min left before the deadline", flush=True)
+                    continue
+                action = action_for(spec)
+                print(f"study: {action} {spec.name}" + (f" (expected {expected / 60:.0f} min)" if expected else ""),
+                      flush=True)
+                running[spec.name] = Running(spec, action, launch(spec, action), clock.now(),
+                                             time.strftime("%Y-%m-%dT%H:%M:%S"), os.getloadavg()[0])
+                started += 1
+        if not running:
+            break
+        clock.sleep(study_window.POLL_SECONDS)
+        if deadline is not None:
+            deadline.tick(children_stopped=all(r.child.stopped() for r in running.values()))
+    if deadline is not None and deadline.left() <= 0:
+        print("study: the window's deadline is reached; run the same command in the next window", flush=True)
+    return 128 + interrupt.signum if interrupt.signum else 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -513,8 +668,17 @@ def main(argv=None) -> int:
                                                lr_record=search_record(plan, runs_dir), archive=args.archive):
             print(path)
         return 0
+    if args.records is None and (args.commit or args.minutes is not None or args.jobs != 1):
+        raise SystemExit("study: --jobs, --minutes and --commit need --records DIR (where finished runs are kept)")
+    if args.records is not None and args.dry_run:  # list what a window would do: finished runs from the records
+        study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, Path(args.records), RECORD_FILES)
     holder = None if args.dry_run else lock(runs_dir)
     interrupt = Interrupt()
+    if args.records is not None and not args.dry_run:
+        try:
+            return run_window(plan, runs_dir, args, interrupt)
+        finally:
+            holder.close()
     started = 0
     try:
         while True:

@@ -56,6 +56,9 @@ class DataConfig:
     label_column: str | None = None  # csv: column with the label, e.g. "sentiment"
     eval_fraction: float = 0.1  # share of train held out when there is no eval split (0 < f < 1)
     eval_limit: int | None = None  # evaluate on the first N eval examples only (None: all), for speed
+    # choose hyperparameters: evaluate on this stratified share of the TRAINING split (seed 0) and train on the
+    # rest; the task's dev / held-out split is never used (None: evaluate on the task's eval split)
+    validation_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ class TrainConfig:
         _check_lora(m)
         _check(0.0 < d.eval_fraction < 1.0, "data.eval_fraction", f"{d.eval_fraction} is not in (0, 1)")
         _check(d.eval_limit is None or d.eval_limit > 0, "data.eval_limit", "must be positive")
+        _check(d.validation_fraction is None or 0.0 < d.validation_fraction < 1.0, "data.validation_fraction",
+               f"{d.validation_fraction} is not in (0, 1)")
         if p.non_private:
             _check(p.epsilon is None and p.noise_multiplier is None, "privacy.non_private",
                    "a non-private reference run takes no --epsilon or --noise-multiplier (σ = 0, clipping off)")
@@ -187,7 +192,7 @@ class TrainConfig:
 # The `minidp train` flag of each checked field, so an error names both.
 FIELD_FLAGS = {
     "model.path": "--model", "data.task": "--task", "model.dtype": "--dtype", "model.device": "--device", "data.eval_fraction":
-    "--eval-fraction", "data.eval_limit": "--eval-limit", "privacy.epsilon": "--epsilon", "privacy.delta": "--delta",
+    "--eval-fraction", "data.eval_limit": "--eval-limit", "data.validation_fraction": "--validation-fraction", "privacy.epsilon": "--epsilon", "privacy.delta": "--delta",
     "privacy.noise_multiplier": "--noise-multiplier", "privacy.max_grad_norm": "--clip",
     "privacy.clip_method": "--clip-method", "privacy.non_private": "--non-private", "privacy.accountant": "--accountant", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
     "optim.warmup_fraction": "--warmup", "denoise.denoise": "--denoise", "denoise.kappa": "--kappa",

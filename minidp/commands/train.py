@@ -70,6 +70,9 @@ def add_parser(subparsers) -> None:
     d.add_argument("--label-column", default=None, help="csv: the label column")
     d.add_argument("--eval-fraction", type=float, default=0.1, help="held-out share without an eval file")
     d.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N eval examples only")
+    d.add_argument("--validation-fraction", type=float, default=None, metavar="F",
+                   help="for choosing hyperparameters: evaluate on a stratified share F of the training split "
+                   "(seed 0) and train on the rest; the task's dev / held-out split is not used")
 
     p = parser.add_argument_group("privacy")
     p.add_argument("--epsilon", type=float, default=None,
@@ -152,7 +155,7 @@ def config_from_args(args) -> TrainConfig:
         data=DataConfig(task=args.task, data_dir=args.data, train_file=args.train_file, eval_file=args.eval_file,
                         text_column=args.text_column, text_pair_column=args.text_pair_column,
                         label_column=args.label_column, eval_fraction=args.eval_fraction,
-                        eval_limit=args.eval_limit),
+                        eval_limit=args.eval_limit, validation_fraction=args.validation_fraction),
         privacy=PrivacyConfig(epsilon=epsilon, delta=args.delta, noise_multiplier=args.noise_multiplier,
                               max_grad_norm=args.clip, clip_method=args.clip_method, accountant=args.accountant,
                               non_private=args.non_private),
@@ -224,6 +227,7 @@ def _args_of(config: TrainConfig, defaults: dict) -> dict:
             "merge_lora": m.merge_lora, "task": d.task, "data": d.data_dir, "train_file": d.train_file,
             "eval_file": d.eval_file, "text_column": d.text_column, "text_pair_column": d.text_pair_column,
             "label_column": d.label_column, "eval_fraction": d.eval_fraction, "eval_limit": d.eval_limit,
+            "validation_fraction": d.validation_fraction,
             "epsilon": p.epsilon, "delta": p.delta, "noise_multiplier": p.noise_multiplier,
             "clip": p.max_grad_norm, "clip_method": p.clip_method, "accountant": p.accountant,
             "non_private": p.non_private, "epochs": r.epochs, "steps": r.steps,

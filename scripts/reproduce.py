@@ -192,12 +192,23 @@ def lr_search_runs(plan: dict, runs_dir: Path) -> list[RunSpec]:
     return runs
 
 
-def arm_search_runs(plan: dict, runs_dir: Path, arm_name: str) -> list[RunSpec]:
-    """The learning-rate search of one arm (plan["arm_searches"][arm]): that arm's flags at each lr on the
-    search's validation setting, RUNS_DIR/<setting>/<arm>_lr<lr>/seed<k>."""
-    search = plan["arm_searches"][arm_name]
+def search_key(plan: dict, arm_name: str, setting_name: str):
+    """The key of plan["arm_searches"] that sets this arm's lr in this setting: "ARM@SETTING" (a search of its
+    own for that setting, e.g. the tweets'), else "ARM" (one search for every setting), else None."""
+    searches = plan.get("arm_searches") or {}
+    for key in (f"{arm_name}@{setting_name}", arm_name):
+        if key in searches:
+            return key
+    return None
+
+
+def arm_search_runs(plan: dict, runs_dir: Path, key: str) -> list[RunSpec]:
+    """The learning-rate search plan["arm_searches"][key] (key: "ARM" or "ARM@SETTING"): that arm's flags at each
+    lr on the search's validation setting, RUNS_DIR/<search setting>/<arm>_lr<lr>/seed<k>."""
+    search = plan["arm_searches"][key]
     if "same_as" in search:  # this arm takes another arm's choice (e.g. ft + RMT uses ft's lr): no runs
         return []
+    arm_name = key.split("@")[0]
     setting, arm = plan["settings"][search["setting"]], plan["arms"][arm_name]
     runs = []
     for lr in search["lrs"]:
@@ -213,7 +224,7 @@ def arm_search_runs(plan: dict, runs_dir: Path, arm_name: str) -> list[RunSpec]:
                             path=runs_dir / search["setting"] / f"{arm_name}_{label}" / f"seed{search.get('seed', 0)}",
                             flags=flags, runner=arm.get("runner", "minidp"), role="lr_search",
                             meta={"candidate": candidate, "task": setting["task"], "epsilon": setting["epsilon"],
-                                  "search_arm": arm_name}))
+                                  "search_arm": key}))
     return runs
 
 
@@ -263,15 +274,16 @@ def planned_runs(plan: dict, runs_dir: Path, chosen: dict | None) -> list[RunSpe
                 setting = plan["settings"][setting_name]
                 for arm_name in phase["arms"]:
                     arm = plan["arms"][arm_name]
-                    for search_spec in arm_search_runs(plan, runs_dir, arm_name) if arm_name in arm_chosen else []:
+                    key = search_key(plan, arm_name, setting_name)
+                    for search_spec in arm_search_runs(plan, runs_dir, key) if key else []:
                         if search_spec.name not in seen:  # an arm's own search comes just before its first run
                             seen.add(search_spec.name)
                             runs.append(search_spec)
                     arm_variables, lr_from = variables, None
-                    if arm_name in arm_chosen:  # its own search: its lr, or {lr} stays open until chosen
+                    if key:  # its own search: its lr, or {lr} stays open until chosen
                         arm_variables = {k: v for k, v in variables.items() if k != "lr"}
-                        arm_variables.update(arm_chosen[arm_name][0] or {})
-                        lr_from = plan["arm_searches"][arm_name].get("same_as", arm_name)
+                        arm_variables.update(arm_chosen[key][0] or {})
+                        lr_from = plan["arm_searches"][key].get("same_as", key)
                     spec = RunSpec(phase=phase["name"], setting=setting_name, arm=arm_name, seed=int(seed),
                                    path=runs_dir / setting_name / arm_name / f"seed{seed}",
                                    flags=fill(plan["common"] + setting_flags(setting, arm) + arm["flags"], arm_variables)

@@ -219,3 +219,30 @@ def test_a_real_child_reports_its_own_cpu_time(reproduce, tmp_path):
     while child.poll() is None:
         pass
     assert child.poll() == 0 and 0.0 < child.cpu_seconds < 60.0
+
+
+def test_a_setting_can_have_its_own_search_for_an_arm(reproduce, tmp_path):
+    """"ARM@SETTING" in arm_searches: that setting's runs of ARM take that search's lr (the tweets search their own
+    learning rates); the other settings keep the arm's search."""
+    path = plan_file(tmp_path)
+    plan = json.loads(path.read_text())
+    plan["settings"]["other"] = {"task": "empythy3", "epsilon": 8, "flags": ["--lr", "{lr}"]}
+    plan["settings"]["val2"] = {"task": "empythy3", "epsilon": 8, "flags": ["--steps", "5"]}
+    plan["arm_searches"]["ft@other"] = {"setting": "val2", "seed": 0, "lrs": [0.5, 0.05]}
+    plan["arm_searches"]["rmt@other"] = {"same_as": "ft@other"}
+    plan["phases"].append({"name": "q", "settings": ["other"], "arms": ["ft", "rmt"], "seeds": [0]})
+    path.write_text(json.dumps(plan))
+    loaded = reproduce.load_plan(path, [])
+    runs_dir = tmp_path / "runs"
+    for name, acc in (("val/ft_lr0.001", 0.8), ("val/ft_lr0.01", 0.9), ("val2/ft_lr0.5", 0.7), ("val2/ft_lr0.05", 0.6)):
+        (runs_dir / name / "seed0").mkdir(parents=True)
+        (runs_dir / name / "seed0" / "summary.json").write_text(json.dumps({"final_eval": {"accuracy": acc}}))
+    runs = {r.name: r for r in reproduce.planned_runs(loaded, runs_dir, None)}
+
+    def lr(name):
+        return runs[name].flags[runs[name].flags.index("--lr") + 1]
+
+    assert lr("main/ft/seed0") == lr("main/rmt/seed0") == "0.01"
+    assert lr("other/ft/seed0") == lr("other/rmt/seed0") == "0.5"
+    assert runs["other/rmt/seed0"].meta["lr_from"] == "ft@other" and runs["main/rmt/seed0"].meta["lr_from"] == "ft"
+    assert "val2/ft_lr0.5/seed0" in runs and runs["val2/ft_lr0.5/seed0"].meta["search_arm"] == "ft@other"

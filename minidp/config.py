@@ -37,12 +37,18 @@ class ModelConfig:
     lora_alpha: float = 16.0  # α: the update B A is scaled by α / r
     lora_targets: str = "query,value"  # comma-separated module names, PEFT's rule: a path equal to or ending in one
     lora_dropout: float = 0.0  # dropout on the LoRA branch's input (training only)
+    lora_modules_to_save: str = ""  # head modules trained beside the classifier (PEFT's modules_to_save), e.g.
+    #                                 "pooler" (BERT's pooler; PEFT and the default leave it frozen)
     lora_adapter: str | None = None  # start from this PEFT adapter directory (it sets rank, alpha, targets, dropout)
     merge_lora: bool = False  # save RUN_DIR/model as a plain HF model, W + (α/r)·B A (default: a PEFT adapter)
 
     def lora_target_list(self) -> list:
         """``lora_targets`` as a list of module names."""
         return [name.strip() for name in self.lora_targets.split(",") if name.strip()]
+
+    def lora_modules_to_save_list(self) -> list:
+        """``lora_modules_to_save`` as a list of module names."""
+        return [name.strip() for name in self.lora_modules_to_save.split(",") if name.strip()]
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,7 @@ FIELD_FLAGS = {
     "model.pooling": "--pooling",
     "model.lora_rank": "--lora-rank", "model.lora_alpha": "--lora-alpha", "model.lora_targets": "--lora-targets",
     "model.lora_dropout": "--lora-dropout", "model.lora_adapter": "--lora-adapter", "model.merge_lora": "--merge-lora",
+    "model.lora_modules_to_save": "--lora-modules-to-save",
 }
 
 
@@ -212,10 +219,11 @@ def _check_lora(m: ModelConfig) -> None:
     if m.trainable != "lora":
         _check(m.lora_adapter is None, "model.lora_adapter", "needs --trainable lora")
         _check(not m.merge_lora, "model.merge_lora", "needs --trainable lora")
+        _check(not m.lora_modules_to_save, "model.lora_modules_to_save", "needs --trainable lora")
         return
     defaults = ModelConfig()
     if m.lora_adapter is not None:
-        for name in ("lora_rank", "lora_alpha", "lora_targets", "lora_dropout"):
+        for name in ("lora_rank", "lora_alpha", "lora_targets", "lora_dropout", "lora_modules_to_save"):
             _check(getattr(m, name) == getattr(defaults, name), f"model.{name}",
                    "cannot be combined with --lora-adapter (its adapter_config.json sets it)")
         return

@@ -213,7 +213,8 @@ def build_model(config: TrainConfig, num_labels: int, log=print):
     lora = None
     if m.trainable == "lora":  # a PEFT adapter to start from, or fresh factors (B = 0)
         lora = {"adapter": m.lora_adapter} if m.lora_adapter else \
-            {"r": m.lora_rank, "alpha": m.lora_alpha, "targets": m.lora_target_list(), "dropout": m.lora_dropout}
+            {"r": m.lora_rank, "alpha": m.lora_alpha, "targets": m.lora_target_list(), "dropout": m.lora_dropout,
+             "modules_to_save": m.lora_modules_to_save_list()}
     return load_pretrained(m.path, num_labels=num_labels, dtype=m.dtype, device=m.device,
                            trainable=trainable, seed=init_seed, lora=lora, pooling=m.pooling, log=log)
 

@@ -4,6 +4,7 @@
     param_shapes(config)                        {hf_name: shape}, in transformers' state_dict order
     init_params(config, rng)                    fresh float64 arrays as transformers' _init_weights
     head_param_names / head_modules_to_save     the head (RoBERTa classifier.*, BERT pooler + classifier)
+    lora_head_param_names(config, extra)        what trainable="lora" trains of the head: PEFT's SEQ_CLS set
     encoder_linear_modules / lora_param_shapes  what LoRA may target, and the factors it adds
 
 The model that computes with them is ``models/roberta.py``.
@@ -179,6 +180,22 @@ def lora_param_shapes(config: EncoderConfig, spec: LoraSpec) -> dict:
 def head_modules_to_save(config: EncoderConfig) -> list:
     """The head as PEFT's ``modules_to_save`` names it: RoBERTa ["classifier"], BERT ["classifier", "pooler"]."""
     return ["classifier"] if config.model_type == "roberta" else ["classifier", "pooler"]
+
+
+def lora_head_param_names(config: EncoderConfig, extra=()) -> list:
+    """The head parameters trainable="lora" trains, as PEFT's SEQ_CLS does: the module ``classifier`` (RoBERTa
+    classifier.dense + classifier.out_proj, BERT classifier), plus the modules in ``extra`` (PEFT's
+    modules_to_save beyond it: BERT's "pooler", bert.pooler.dense). ConfigError naming an unknown module."""
+    paths = {"classifier": "classifier."}  # PEFT's module name -> the parameters' prefix
+    if config.model_type == "bert":
+        paths["pooler"] = "bert.pooler."
+    unknown = [name for name in extra if name not in paths]
+    if unknown:
+        others = [name for name in paths if name != "classifier"]
+        raise ConfigError(f"lora modules_to_save {unknown}: a {config.model_type} classifier's head modules beside "
+                          f"'classifier' are {others or 'none (classifier.dense already trains)'}")
+    prefixes = tuple(paths[name] for name in ("classifier", *extra))
+    return [name for name in head_param_names(config) if name.startswith(prefixes)]
 
 
 def head_param_names(config: EncoderConfig) -> list:

@@ -48,8 +48,8 @@ from minidp.backend import RandomStreams, to_host
 from minidp.errors import ConfigError, DataError
 from minidp.nn.pooling import POOLING_CHOICES
 from models import lora as lora_io
-from models.config import (EncoderConfig, head_modules_to_save, head_param_names, init_params, lora_param_shapes,
-                           param_shapes)
+from models.config import (EncoderConfig, head_modules_to_save, head_param_names, init_params, lora_head_param_names,
+                           lora_param_shapes, param_shapes)
 from models.roberta import SequenceClassifier
 
 CONFIG_FILE = "config.json"
@@ -137,10 +137,22 @@ def canonical_name(name: str, config: EncoderConfig) -> str | None:
     return name
 
 
+class PretrainedClassifier(SequenceClassifier):
+    """The ``SequenceClassifier`` that ``load_pretrained`` returns: the same model, plus the method a
+    transformers or PEFT user types, ``model.save_pretrained(out_dir)`` (as ``PreTrainedModel`` has it).
+
+    The method lives here, beside the one writer it calls, so that models/roberta.py (the arithmetic) needs
+    nothing from this file and no import runs in a cycle or inside a function."""
+
+    def save_pretrained(self, out_dir, *, dtype=None) -> Path:
+        """``save_pretrained(self, out_dir, dtype=dtype)``: the function below, the one writer."""
+        return save_pretrained(self, out_dir, dtype=dtype)
+
+
 def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", *, seed: int = 0,
                     verbose: bool = True, lora: dict | None = None, pooling: str | None = None,
-                    log=print) -> SequenceClassifier:
-    """A ``SequenceClassifier`` from a HF checkpoint directory (see module docstring). Eval mode.
+                    log=print) -> PretrainedClassifier:
+    """A ``PretrainedClassifier`` from a HF checkpoint directory (see module docstring). Eval mode.
 
     ``device``: "cpu" or "cuda"; None means $MINIDP_DEVICE, else "cpu" (minidp.backend.default_device).
     ``lora``: None, ``{"r", "alpha", "targets", "dropout"}`` (a fresh adapter) or ``{"adapter": DIR}``.
@@ -190,7 +202,7 @@ def load_pretrained(path, num_labels=None, dtype="float32", device=None, trainab
         params.update(init_params(config, streams.init, names=missing))
     if spec is not None:  # the adapter's factors, or fresh ones (B = 0) drawn after any head
         params.update(lora_factors or lora_io.init_factors(lora_param_shapes(config, spec), streams.init))
-    model = SequenceClassifier(config, params, trainable=trainable, dtype=dtype, device=device,
+    model = PretrainedClassifier(config, params, trainable=trainable, dtype=dtype, device=device,
                                dropout_rng=RandomStreams(seed=seed, device=device).dropout, lora=spec,
                                pooling=pooling)
     model.init_report = missing
@@ -299,21 +311,34 @@ def save_pretrained(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
 
 def save_adapter(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
     """Write ``out_dir``/adapter_config.json + adapter_model.safetensors as PEFT saves a LoRA adapter: the
-    LoRA factors and the head (``modules_to_save``), keys ``base_model.model.<hf_name>``, so that
+    LoRA factors and the head modules PEFT saves (``modules_to_save``: "classifier" and
+    ``adapter_modules_to_save``), keys ``base_model.model.<hf_name>``, so that
     ``peft.PeftModel.from_pretrained(<base model>, out_dir)`` computes this model's logits. Copies the
     tokenizer files too. ``base_model_name_or_path`` is the source checkpoint's absolute path."""
     if model.lora is None:
         raise ConfigError("save_adapter: the model has no LoRA layers (use save_pretrained)")
     out, save_dtype = _output_dir(out_dir), _save_dtype(model, dtype)
-    names = [n for n in model.params if lora_io.is_factor(n)] + head_param_names(model.config)
+    modules = adapter_modules_to_save(model)
+    names = [n for n in model.params if lora_io.is_factor(n)] + lora_head_param_names(model.config, modules)
     tensors = lora_io.adapter_tensors({n: np.asarray(to_host(model.params[n]), dtype=save_dtype) for n in names})
     base = str(Path(model.source_dir).resolve()) if model.source_dir is not None else None
-    config = lora_io.adapter_config(model.lora, modules_to_save=head_modules_to_save(model.config), base_model=base)
+    config = lora_io.adapter_config(model.lora, modules_to_save=["classifier", *modules], base_model=base)
     _atomic_write(out / lora_io.ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     _atomic_write(out / lora_io.ADAPTER_CONFIG,
                   lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
     _copy_tokenizer(model, out)
     return out
+
+
+def adapter_modules_to_save(model: SequenceClassifier) -> list:
+    """The head modules beside "classifier" an adapter of ``model`` saves (PEFT's modules_to_save): the LoRA
+    spec's (what trained), and BERT's pooler when it was freshly initialised at load time (the base checkpoint
+    lacks it, so PEFT could not rebuild it from there)."""
+    modules = list(model.lora.modules_to_save)
+    pooler = f"{model.config.prefix}pooler.dense.weight"
+    if model.config.model_type == "bert" and "pooler" not in modules and pooler in model.init_report:
+        modules.append("pooler")
+    return modules
 
 
 def _output_dir(out_dir) -> Path:

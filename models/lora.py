@@ -1,6 +1,7 @@
 """LoRA adapters for the encoders in models/roberta.py, read and written in PEFT's format.
 
-    spec = LoraSpec.from_dict({"r": 8, "alpha": 16, "targets": ["query", "value"], "dropout": 0.0})
+    spec = LoraSpec.from_dict({"r": 8, "alpha": 16, "targets": ["query", "value"], "dropout": 0.0,
+                               "modules_to_save": []})       # ["pooler"]: BERT's pooler trains too
     modules = match_targets(spec.targets, linear_modules, head_modules)  # module paths given a LoRA branch
     shapes = factor_shapes(modules, param_shapes, spec.r)   # {"<module>.lora_A.weight": (r, d_in), ...}
     factors = init_factors(shapes, rng)                     # A ~ U(±1/√d_in), B = 0
@@ -9,8 +10,12 @@
 
 Targets follow PEFT's rule: a list matches a module whose path equals an entry or ends with "." + entry
 ("query" matches "roberta.encoder.layer.0.attention.self.query"); a single string is a regular expression
-that must match the whole path. Only the encoder's linear layers take LoRA; the head trains in full (PEFT's
-``modules_to_save``). Parameter names are PEFT's without the ``base_model.model.`` prefix and the adapter
+that must match the whole path. Only the encoder's linear layers take LoRA.
+
+What trains beside the factors is PEFT's SEQ_CLS set: the module ``classifier`` in full (RoBERTa's
+classifier.dense + classifier.out_proj, BERT's classifier), plus the modules named in ``modules_to_save``
+(PEFT's option of that name; for BERT "pooler", the bert.pooler.dense layer before the classifier, which PEFT
+leaves frozen unless named). Parameter names are PEFT's without the ``base_model.model.`` prefix and the adapter
 name: ``roberta.encoder.layer.0.attention.self.query.lora_A.weight`` (r, d_in), ``...lora_B.weight``
 (d_out, r); the adapter file adds the prefix back.
 
@@ -34,7 +39,8 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 FACTORS = ("lora_A.weight", "lora_B.weight")
-SPEC_KEYS = ("r", "alpha", "targets", "dropout")
+SPEC_KEYS = ("r", "alpha", "targets", "dropout", "modules_to_save")
+SEQ_CLS_MODULES = ("classifier", "score")  # what PEFT's SEQ_CLS always adds to modules_to_save
 DEFAULT_TARGETS = ("query", "value")  # PEFT's default for BERT and RoBERTa
 # PEFT options this implementation does not have, with the value that means "off".
 UNSUPPORTED = {"use_dora": False, "use_rslora": False, "fan_in_fan_out": False, "rank_pattern": {},
@@ -51,6 +57,7 @@ class LoraSpec:
     alpha: float = 16.0  # the update is scaled by α / r
     targets: tuple | str = DEFAULT_TARGETS  # module names (PEFT's suffix rule) or one regular expression
     dropout: float = 0.0  # dropout on the input of A, training mode only
+    modules_to_save: tuple = ()  # head modules trained in full beside "classifier", e.g. ("pooler",) (BERT)
 
     def __post_init__(self):
         if isinstance(self.r, bool) or not isinstance(self.r, (int, np.integer)) or self.r < 1:
@@ -72,6 +79,12 @@ class LoraSpec:
                 raise ConfigError(f"lora targets={self.targets!r}: give a non-empty list of module names "
                                   "(e.g. ['query', 'value'])")
             object.__setattr__(self, "targets", targets)
+        extra = self.modules_to_save
+        if isinstance(extra, str) or not isinstance(extra, (list, tuple)) or \
+                not all(isinstance(name, str) and name for name in extra):
+            raise ConfigError(f"lora modules_to_save={extra!r}: give a list of module names, e.g. ['pooler'] "
+                              "(or [] for PEFT's default, the classifier alone)")
+        object.__setattr__(self, "modules_to_save", tuple(dict.fromkeys(n for n in extra if n != "classifier")))
         object.__setattr__(self, "r", int(self.r))
 
     @property
@@ -81,7 +94,8 @@ class LoraSpec:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "LoraSpec":
-        """From ``{"r", "alpha", "targets", "dropout"}`` (each optional; defaults 8, 16, query+value, 0)."""
+        """From ``{"r", "alpha", "targets", "dropout", "modules_to_save"}`` (each optional; defaults 8, 16,
+        query+value, 0, none)."""
         unknown = sorted(set(raw) - set(SPEC_KEYS))
         if unknown:
             raise ConfigError(f"lora: unknown key(s) {unknown}; use {list(SPEC_KEYS)} or {{'adapter': DIR}}")
@@ -146,7 +160,9 @@ def is_factor(name: str) -> bool:
 def read_adapter(path) -> tuple[LoraSpec, dict]:
     """(spec, {name: array}) from a PEFT LoRA adapter directory; names without ``base_model.model.``.
 
-    The tensors are LoRA factors and, when the adapter saved them, the head (PEFT's modules_to_save).
+    The tensors are LoRA factors and, when the adapter saved them, the head (PEFT's modules_to_save). The
+    spec's ``modules_to_save`` is the adapter's without the SEQ_CLS defaults ("classifier", "score"): what
+    ``peft.PeftModel.from_pretrained(..., is_trainable=True)`` would train beside the classifier.
     """
     path = Path(path)
     config_file, weights_file = path / ADAPTER_CONFIG, path / ADAPTER_WEIGHTS
@@ -168,9 +184,12 @@ def read_adapter(path) -> tuple[LoraSpec, dict]:
         value = raw.get(key)
         if value is not None and value != off:
             raise DataError(f"{config_file}: {key}={raw[key]!r} is not supported (only {off!r})")
+    saved = raw.get("modules_to_save") or []
     try:
         spec = LoraSpec(r=raw.get("r", 8), alpha=raw.get("lora_alpha", 8), targets=raw.get("target_modules"),
-                        dropout=raw.get("lora_dropout", 0.0))
+                        dropout=raw.get("lora_dropout", 0.0),
+                        modules_to_save=[m for m in saved if m not in SEQ_CLS_MODULES] if isinstance(saved, list)
+                        else saved)
     except ConfigError as err:
         raise DataError(f"{config_file}: {err}") from None
     if not weights_file.is_file():

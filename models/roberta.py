@@ -22,7 +22,8 @@ for the trainable parameters only; the batch is summed in exactly one place (``R
 
 LoRA (``lora=LoraSpec(...)``, models/lora.py): the targeted encoder linear layers become LoRA layers
 (minidp.nn.lora); their factors join ``params`` as ``<module>.lora_A.weight`` (r, d_in) and
-``<module>.lora_B.weight`` (d_out, r), and ``trainable="lora"`` trains the factors and the head.
+``<module>.lora_B.weight`` (d_out, r), and ``trainable="lora"`` trains the factors and what PEFT's SEQ_CLS trains
+of the head: ``classifier.*``, plus the spec's ``modules_to_save`` (BERT: "pooler").
 
 Shape alphabet: B batch, T tokens, C hidden, H heads, D = C/H, F intermediate, V vocabulary, K labels,
 L layers.
@@ -40,7 +41,8 @@ from minidp.nn import lora as lora_layer
 from minidp.nn import pooling as pooling_layer
 from minidp.per_example import weighted_sums
 from minidp.privacy.clipping import clip_and_sum  # the one clipping path (training uses it too)
-from models.config import TRAINABLE_CHOICES, EncoderConfig, head_param_names, lora_param_shapes, param_shapes
+from models.config import (TRAINABLE_CHOICES, EncoderConfig, head_param_names, lora_head_param_names,
+                           lora_param_shapes, param_shapes)
 from models.config import init_params  # noqa: F401  (re-exported: `from models.roberta import init_params` still works)
 from models.lora import LoraSpec, is_factor
 
@@ -119,6 +121,7 @@ class SequenceClassifier:
         if lora is not None:
             settings = lora_layer.LoraSettings(scaling=lora.scaling, dropout=float(lora.dropout))
             factors = lora_param_shapes(config, lora)
+            lora_head_param_names(config, lora.modules_to_save)  # ConfigError now for a module the head lacks
             self.lora_modules = {name.rsplit(".", 2)[0]: settings for name in factors}
             shapes.update(factors)
         missing = [name for name in shapes if name not in params]
@@ -153,7 +156,8 @@ class SequenceClassifier:
 
     def set_trainable(self, trainable="all") -> None:
         """"all" | "no-embeddings" (all but ``*.embeddings.*``) | "classifier" (the head: RoBERTa classifier.*,
-        BERT pooler + classifier) | "lora" (the LoRA factors and the head) | a list of parameter names."""
+        BERT pooler + classifier) | "lora" (the LoRA factors, ``classifier.*`` and the LoRA spec's
+        ``modules_to_save``, as PEFT's SEQ_CLS: BERT's pooler only when named) | a list of parameter names."""
         names = list(self.params)
         emb_prefix = f"{self.config.prefix}embeddings."
         if isinstance(trainable, str):
@@ -167,7 +171,8 @@ class SequenceClassifier:
                 if self.lora is None:
                     raise ConfigError("trainable='lora' needs a model with LoRA layers (load_pretrained(..., "
                                       "lora={'r': 8, 'alpha': 16, 'targets': ['query', 'value']}))")
-                chosen = [n for n in names if is_factor(n)] + head_param_names(self.config)
+                chosen = [n for n in names if is_factor(n)] + lora_head_param_names(self.config,
+                                                                                     self.lora.modules_to_save)
             else:
                 raise ConfigError(f"trainable={trainable!r}: use one of {TRAINABLE_CHOICES} or a list of names")
         else:
@@ -508,12 +513,13 @@ class SequenceClassifier:
     def merge_lora(self) -> "SequenceClassifier":
         """A plain model (no LoRA layers) computing the same logits: W ← W + (α/r)·B A in every LoRA layer.
 
-        As PEFT's ``merge_and_unload``; the new model shares nothing with this one and trains "all".
+        As PEFT's ``merge_and_unload``; the new model shares nothing with this one and trains "all". It is of
+        this model's class, so a model from ``load_pretrained`` merges into one with ``save_pretrained``.
         """
         params = {name: value for name, value in self.params.items() if not is_factor(name)}
         for module, settings in self.lora_modules.items():
             params[f"{module}.weight"] = lora_layer.merged_weight(self._p(module), settings.scaling)
-        merged = SequenceClassifier(self.config, params, dtype=self.dtype, device=self.device,
+        merged = type(self)(self.config, params, dtype=self.dtype, device=self.device,
                                     dropout_rng=self.dropout_rng, pooling=self.pooling)
         merged.init_report, merged.source_dir = list(self.init_report), self.source_dir
         merged.extra_config = dict(self.extra_config)

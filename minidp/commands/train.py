@@ -10,10 +10,11 @@ from minidp.config import (CLIP_METHODS, DEFAULT_NORM_CORRECTION, DENOISE_METHOD
                            POOLING_CHOICES, TASKS, DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig,
                            RunConfig, TrainConfig)
 from minidp.backend import resolve_device
-from minidp.errors import ConfigError
+from minidp.errors import ConfigError, DataError
 from minidp.privacy import ACCOUNTANTS
 from minidp.rundir import RunDir
 from minidp.train import train
+from models.hf import read_config
 
 # Run fields a --resume may change: they cannot change the parameters, the noise or ε.
 RESUME_ALLOWED = {"run.progress", "run.eval_every", "run.eval_batch_size", "run.plot", "run.save_model",
@@ -34,7 +35,7 @@ def add_parser(subparsers) -> None:
                    "(required unless --resume)")
     m.add_argument("--trainable", default="all",
                    help="which parameters train: all | no-embeddings | classifier | lora (LoRA factors + the "
-                   "head) | comma-separated HF names")
+                   "classifier, PEFT's SEQ_CLS set; see --lora-modules-to-save) | comma-separated HF names")
     m.add_argument("--lora-rank", type=int, default=8, metavar="R", help="LoRA rank r (--trainable lora)")
     m.add_argument("--lora-alpha", type=float, default=16.0, metavar="A",
                    help="LoRA alpha: the update B A is scaled by alpha / r (--trainable lora)")
@@ -43,6 +44,10 @@ def add_parser(subparsers) -> None:
                    "e.g. query,key,value,attention.output.dense,intermediate.dense,output.dense")
     m.add_argument("--lora-dropout", type=float, default=0.0, metavar="P",
                    help="dropout on the LoRA branch's input (training only)")
+    m.add_argument("--lora-modules-to-save", default="", metavar="NAMES",
+                   help="head modules that train in full beside the classifier (PEFT's modules_to_save): "
+                   "'pooler' trains a BERT checkpoint's pooler (bert.pooler.dense), which PEFT and the default "
+                   "leave frozen; RoBERTa's head has none (--trainable lora)")
     m.add_argument("--lora-adapter", default=None, metavar="DIR",
                    help="start from this PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors); "
                    "it sets rank, alpha, targets and dropout")
@@ -151,6 +156,7 @@ def config_from_args(args) -> TrainConfig:
                           device=resolve_device(args.device), max_length=args.max_length, pooling=args.pooling,
                           lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=args.lora_targets,
                           lora_dropout=args.lora_dropout, lora_adapter=args.lora_adapter,
+                          lora_modules_to_save=args.lora_modules_to_save,
                           merge_lora=args.merge_lora),
         data=DataConfig(task=args.task, data_dir=args.data, train_file=args.train_file, eval_file=args.eval_file,
                         text_column=args.text_column, text_pair_column=args.text_pair_column,
@@ -193,6 +199,8 @@ def resume_config(run_dir: str, argv: list[str], args) -> TrainConfig:
         raw = json.loads(path.read_text())
         if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
             raw["model"].setdefault("pooling", "cls")  # a run saved before --pooling existed read position 0
+            if raw["model"].get("trainable") == "lora" and not raw["model"].get("lora_adapter"):
+                raw["model"].setdefault("lora_modules_to_save", legacy_lora_modules_to_save(raw["model"]))
         saved = TrainConfig.from_dict(raw)
     except FileNotFoundError:
         raise ConfigError(f"--resume {run_dir}: no run there ({path} is missing)") from None
@@ -218,12 +226,22 @@ def resume_config(run_dir: str, argv: list[str], args) -> TrainConfig:
     return dataclasses.replace(saved, run=dataclasses.replace(saved.run, out=str(run_dir), **run_changes))
 
 
+def legacy_lora_modules_to_save(model: dict) -> str:
+    """What a --trainable lora run saved before --lora-modules-to-save existed trained of the head beside the
+    classifier: a BERT checkpoint's pooler ("pooler"), RoBERTa nothing more. Read from its checkpoint."""
+    try:
+        return "pooler" if read_config(model.get("path", "")).get("model_type") == "bert" else ""
+    except DataError:
+        return ""  # the checkpoint is gone: building the run names the missing directory
+
+
 def _args_of(config: TrainConfig, defaults: dict) -> dict:
     """The argparse namespace (as a dict) that config_from_args maps onto ``config``."""
     m, d, p, o, z, r = config.model, config.data, config.privacy, config.optim, config.denoise, config.run
     return {**defaults, "model": m.path, "trainable": m.trainable, "dtype": m.dtype, "device": m.device,
             "max_length": m.max_length, "pooling": m.pooling, "lora_rank": m.lora_rank, "lora_alpha": m.lora_alpha,
             "lora_targets": m.lora_targets, "lora_dropout": m.lora_dropout, "lora_adapter": m.lora_adapter,
+            "lora_modules_to_save": m.lora_modules_to_save,
             "merge_lora": m.merge_lora, "task": d.task, "data": d.data_dir, "train_file": d.train_file,
             "eval_file": d.eval_file, "text_column": d.text_column, "text_pair_column": d.text_pair_column,
             "label_column": d.label_column, "eval_fraction": d.eval_fraction, "eval_limit": d.eval_limit,

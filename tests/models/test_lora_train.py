@@ -52,7 +52,7 @@ def test_run_saves_a_peft_adapter_that_peft_loads(assets, runs):
     transformers = require_module("transformers")
     base_dir, (adapter, _) = assets[0], runs
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert (config["r"], config["lora_alpha"], config["modules_to_save"]) == (2, 4, ["classifier", "pooler"])
+    assert (config["r"], config["lora_alpha"], config["modules_to_save"]) == (2, 4, ["classifier"])  # PEFT's set
     assert not (adapter / "model.safetensors").exists()
     ours = load_pretrained(base_dir, dtype="float64", trainable="lora", lora={"adapter": adapter}, verbose=False)
     assert any(ours.params[n].any() for n in ours.params if ".lora_B." in n)  # the run moved B away from 0
@@ -81,13 +81,54 @@ def test_merge_lora_run_loads_in_transformers(assets, runs):
     assert diff <= 1e-5  # both saved in float32 (merging in float32 rounds W + s·B A)
 
 
-def test_training_changes_only_factors_and_head(assets, runs):
+def test_training_changes_only_factors_and_classifier(assets, runs):
+    """PEFT's SEQ_CLS set: the factors and the classifier; BERT's pooler stays as the checkpoint has it."""
     base_dir, (adapter, _) = assets[0], runs
     base = load_pretrained(base_dir, dtype="float64", verbose=False)
     ours = load_pretrained(base_dir, dtype="float64", trainable="lora", lora={"adapter": adapter}, verbose=False)
     moved = {n for n in base.params if not np.array_equal(base.params[n], ours.params[n])}
-    assert moved and moved <= {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
-                               "bert.pooler.dense.bias"}
+    assert moved == {"classifier.weight", "classifier.bias"}
+
+
+def test_pooler_trains_when_named(assets, tmp_path):
+    """--lora-modules-to-save pooler: BERT's pooler trains too, the adapter says so (PEFT's modules_to_save), and
+    reading the adapter back trains the same set."""
+    base_dir = assets[0]
+    assert _train(assets, tmp_path / "run", "--lora-modules-to-save", "pooler") == 0
+    adapter = tmp_path / "run" / "model"
+    assert json.loads((adapter / "adapter_config.json").read_text())["modules_to_save"] == ["classifier", "pooler"]
+    base = load_pretrained(base_dir, dtype="float64", verbose=False)
+    ours = load_pretrained(base_dir, dtype="float64", trainable="lora", lora={"adapter": adapter}, verbose=False)
+    moved = {n for n in base.params if not np.array_equal(base.params[n], ours.params[n])}
+    assert moved == {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+    assert {"bert.pooler.dense.weight", "bert.pooler.dense.bias"} <= set(ours.trainable)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["trainable_parameters"] == sum(int(ours.params[n].size) for n in ours.trainable)
+
+
+def test_resuming_a_lora_run_saved_before_the_flag_keeps_its_pooler(assets, tmp_path, monkeypatch):
+    """A --trainable lora run whose config.json predates --lora-modules-to-save trained BERT's pooler: a resume
+    keeps that set (the checkpoint holds the pooler's state) instead of silently freezing it."""
+    from minidp.step import DPStep
+
+    out = tmp_path / "run"
+    original = DPStep.__call__
+
+    def crashing(self, lr=None):
+        if self.steps_done == 2:
+            raise RuntimeError("crash")
+        return original(self, lr)
+
+    monkeypatch.setattr(DPStep, "__call__", crashing)
+    with pytest.raises(RuntimeError, match="crash"):
+        _train(assets, out, "--checkpoint-every", "1", "--lora-modules-to-save", "pooler")
+    monkeypatch.setattr(DPStep, "__call__", original)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"].pop("lora_modules_to_save") == "pooler"
+    (out / "config.json").write_text(json.dumps(config))  # as a run saved before the flag existed
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    adapter = json.loads((out / "model" / "adapter_config.json").read_text())
+    assert adapter["modules_to_save"] == ["classifier", "pooler"]
 
 
 @pytest.mark.parametrize("extra, field", [
@@ -95,6 +136,8 @@ def test_training_changes_only_factors_and_head(assets, runs):
     (["--lora-adapter", "somewhere", "--lora-rank", "4"], "--lora-rank"),
     (["--lora-rank", "0"], "--lora-rank"),
     (["--lora-targets", "nothing"], "lora targets"),
+    (["--lora-modules-to-save", "lm_head"], "lora modules_to_save ['lm_head']"),
+    (["--trainable", "all", "--lora-modules-to-save", "pooler"], "--lora-modules-to-save"),
     (["--lora-adapter", "nowhere", "--lora-rank", "8", "--lora-alpha", "16", "--lora-targets", "query,value"],
      "nowhere"),
 ])

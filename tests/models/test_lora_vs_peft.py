@@ -22,9 +22,11 @@ from tests.oracle.peft_lora import (build_peft_classifier, peft_loss_and_grads, 
                                     trainable_names)
 
 TOL = 1e-8
-# (r, alpha, targets): PEFT's default attention pair, and a wider set (PEFT's suffix rule: "output.dense"
-# selects attention.output.dense and the FFN's output.dense)
-SETTINGS = {"qv": (4, 8, ["query", "value"]), "wide": (3, 5, ["key", "output.dense", "intermediate.dense"])}
+# (r, alpha, targets, modules_to_save): PEFT's default attention pair, a wider set (PEFT's suffix rule:
+# "output.dense" selects attention.output.dense and the FFN's output.dense), both with PEFT's SEQ_CLS default head
+# (the classifier; BERT's pooler frozen), and the pair with BERT's pooler named (trained in full)
+SETTINGS = {"qv": (4, 8, ["query", "value"], None), "wide": (3, 5, ["key", "output.dense", "intermediate.dense"], None),
+            "qv_pooler": (4, 8, ["query", "value"], ["pooler"])}
 
 
 def _kwargs(batch):
@@ -45,8 +47,11 @@ def _assert_close(ours: dict, ref: dict, label: str, tol=TOL):
 def setup(request, hf_pair, family, tmp_path_factory):
     """(peft model, minidp model read from its saved adapter, batch, base dir, adapter dir)."""
     _, base_dir = hf_pair
-    r, alpha, targets = SETTINGS[request.param]
-    peft_model = build_peft_classifier(family, r=r, alpha=alpha, targets=targets, seed=0)
+    r, alpha, targets, modules_to_save = SETTINGS[request.param]
+    if modules_to_save and family == "roberta":
+        pytest.skip("RoBERTa's head has no pooler (classifier.dense trains with the classifier)")
+    peft_model = build_peft_classifier(family, r=r, alpha=alpha, targets=targets, seed=0,
+                                       modules_to_save=modules_to_save)
     adapter_dir = tmp_path_factory.mktemp(f"adapter_{family}_{request.param}")
     peft_model.save_pretrained(adapter_dir)
     model = load_pretrained(base_dir, dtype="float64", trainable="lora", lora={"adapter": adapter_dir})
@@ -64,12 +69,34 @@ def test_trainable_set_and_shapes_match_peft(setup, family):
     peft_model, model, _, _, _ = setup
     assert set(model.trainable) == trainable_names(peft_model)
     name = f"{family}.encoder.layer.0.attention.self.value.lora_A.weight"
-    if name in model.params:  # the query/value setting
+    if name in model.params:  # the query/value settings
         C = model.config.hidden_size
         assert model.params[name].shape == (4, C)
         assert model.params[name.replace("lora_A", "lora_B")].shape == (C, 4)
-    head = {"classifier.dense.weight"} if family == "roberta" else {"classifier.weight", "bert.pooler.dense.weight"}
-    assert head <= set(model.trainable)
+    head = {n for n in model.trainable if not n.startswith(f"{family}.encoder.")}
+    if family == "roberta":
+        assert head == {f"classifier.{m}.{k}" for m in ("dense", "out_proj") for k in ("weight", "bias")}
+    else:  # PEFT leaves the pooler frozen unless modules_to_save names it (read from adapter_config.json)
+        pooler = {"bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+        assert head == {"classifier.weight", "classifier.bias"} | (pooler if model.lora.modules_to_save else set())
+    print(f"{family}: {len(model.trainable)} trainable tensors, head {sorted(head)}")
+
+
+@pytest.mark.parametrize("modules_to_save", [None, ["pooler"]])
+def test_fresh_adapter_trains_what_peft_trains(hf_pair, family, modules_to_save):
+    """trainable="lora" on a fresh adapter: the names PEFT's get_peft_model trains, for either family; BERT's
+    pooler only when named (modules_to_save=["pooler"]), which RoBERTa's head does not have (ConfigError)."""
+    _, base_dir = hf_pair
+    lora = {"r": 4, "alpha": 8, "targets": ["query", "value"], "modules_to_save": modules_to_save or []}
+    if modules_to_save and family == "roberta":
+        with pytest.raises(ConfigError, match="modules_to_save \\['pooler'\\]"):
+            load_pretrained(base_dir, trainable="lora", lora=lora, verbose=False)
+        return
+    model = load_pretrained(base_dir, dtype="float64", trainable="lora", lora=lora, verbose=False)
+    peft_model = build_peft_classifier(family, r=4, alpha=8, targets=["query", "value"],
+                                       modules_to_save=modules_to_save)
+    assert set(model.trainable) == trainable_names(peft_model)
+    assert ("bert.pooler.dense.weight" in model.trainable) == bool(modules_to_save)
 
 
 def test_logits_match_peft(setup):

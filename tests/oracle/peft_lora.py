@@ -11,20 +11,19 @@ from __future__ import annotations
 from tests.helpers import require_module
 from tests.oracle.hf_models import build_hf_classifier, torch_loss_and_grads, torch_per_example_grads
 
-HEAD_MODULES = {"roberta": ["classifier"], "bert": ["classifier", "pooler"]}  # PEFT's modules_to_save
-
-
-def build_peft_classifier(family: str, *, r: int, alpha: float, targets, seed: int = 0, base=None):
+def build_peft_classifier(family: str, *, r: int, alpha: float, targets, seed: int = 0, base=None,
+                          modules_to_save=None):
     """``peft.get_peft_model`` on ``build_hf_classifier(family, seed=seed)`` (or on ``base``), float64, eval mode.
 
-    The factors A and B are random (B is not 0, so every gradient formula is exercised) and the head copy
-    that PEFT trains (``modules_to_save``) is perturbed away from the base model's head.
+    ``modules_to_save``: None is PEFT's SEQ_CLS default (the classifier alone; BERT's pooler stays frozen);
+    ["pooler"] also trains BERT's pooler. The factors A and B are random (B is not 0, so every gradient
+    formula is exercised) and the head copies that PEFT trains are perturbed away from the base model's head.
     """
     torch = require_module("torch")
     peft = require_module("peft")
     base = build_hf_classifier(family, seed=seed) if base is None else base
     config = peft.LoraConfig(task_type="SEQ_CLS", r=r, lora_alpha=alpha, target_modules=list(targets),
-                             lora_dropout=0.0, modules_to_save=HEAD_MODULES[family])
+                             lora_dropout=0.0, modules_to_save=modules_to_save)
     model = peft.get_peft_model(base, config)
     gen = torch.Generator().manual_seed(seed + 2)
     with torch.no_grad():

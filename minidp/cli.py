@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "minidp.commands.train",
     "minidp.commands.privacy",   # epsilon, sigma
     "minidp.commands.audit",
+    "minidp.commands.federated",
 )
 
 

@@ -15,7 +15,7 @@ Training minimises the mean squared reconstruction error over a batch of B vecto
     L = (1/B) Σ_i ‖x̂_i − x_i‖² / s²                (dL/dx̂ = 2 (x̂ − x) / (B s²)),
 
 with hand-written backward passes (``encoder_backward``, ``decoder_backward``) and Adam
-(``minidp.optim``). Shapes: B vectors, d the vector length, k the latent size, h the hidden width.
+(``minidp.optim``); afterwards the latent's scale is matched to the inputs' (``match_latent_norm``). Shapes: B vectors, d the vector length, k the latent size, h the hidden width.
 tests/federated/test_autoencoder.py checks every backward against finite differences.
 """
 from __future__ import annotations
@@ -209,4 +209,26 @@ def train_autoencoder(vectors, spec: AutoEncoderSpec, *, rng: np.random.Generato
         loss, grads = model.loss_and_grads(vectors[xp.asarray(idx)])
         optimizer.step(model.params, grads)
         history.append(loss)
+    match_latent_norm(model, vectors)
     return model, history
+
+
+def match_latent_norm(model: AutoEncoder, vectors) -> float:
+    """Rescale the latent so that its mean squared norm equals the vectors' (in place); returns the factor a.
+
+    z ↦ a·z with the decoder's first weight ↦ its /a leaves every reconstruction unchanged (z enters the
+    decoder linearly), but fixes the latent's scale, which training leaves arbitrary. Then a client's
+    latent carries about the energy of its update, and a clip norm C means the same with and without an
+    encoder (the client-level mechanism clips the latent, ``aggregation.py``).
+    """
+    z = model.encode(vectors)  # (n, k)
+    z_sq = float(to_host((z * z).sum()))
+    x_sq = float(to_host((vectors * vectors).sum()))
+    if z_sq == 0.0 or x_sq == 0.0:
+        return 1.0
+    a = (x_sq / z_sq) ** 0.5
+    last_encoder = "encoder.weight" if model.spec.kind == "linear" else "encoder.1.weight"
+    first_decoder = "decoder.weight" if model.spec.kind == "linear" else "decoder.0.weight"
+    model.params[last_encoder] *= a
+    model.params[first_decoder] /= a
+    return a

@@ -6,7 +6,7 @@ import pytest
 
 from minidp.errors import ConfigError
 from minidp.federated import autoencoder as ae
-from tests.nn.gradcheck import numerical_grad, rel_err
+from tests.nn.gradcheck import check_grad
 
 TOL = 1e-6
 SPECS = [ae.AutoEncoderSpec(kind="linear", d=7, k=3), ae.AutoEncoderSpec(kind="mlp", d=6, k=2, hidden=5)]
@@ -25,12 +25,10 @@ def test_encoder_backward(spec):
 
     _, cache = ae.encoder_forward(p, x, kind=spec.kind, scale=scale)
     dx, grads = ae.encoder_backward(p, cache, R, kind=spec.kind, scale=scale)
-    errors = {"x": rel_err(dx, numerical_grad(loss, x))}
+    check_grad(loss, x, dx, tol=TOL, name=f"{spec.kind} encoder dx")
     for name, g in grads.items():
-        errors[name] = rel_err(g, numerical_grad(loss, p[name]))
+        check_grad(loss, p[name], g, tol=TOL, name=f"{spec.kind} {name}")
     assert set(grads) == {n for n in p if n.startswith("encoder")}
-    print(spec.kind, "encoder", {k: f"{v:.1e}" for k, v in errors.items()})
-    assert max(errors.values()) <= TOL
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
@@ -46,12 +44,10 @@ def test_decoder_backward(spec):
 
     _, cache = ae.decoder_forward(p, z, kind=spec.kind, scale=scale)
     dz, grads = ae.decoder_backward(p, cache, R, kind=spec.kind, scale=scale)
-    errors = {"z": rel_err(dz, numerical_grad(loss, z))}
+    check_grad(loss, z, dz, tol=TOL, name=f"{spec.kind} decoder dz")
     for name, g in grads.items():
-        errors[name] = rel_err(g, numerical_grad(loss, p[name]))
+        check_grad(loss, p[name], g, tol=TOL, name=f"{spec.kind} {name}")
     assert set(grads) == {n for n in p if n.startswith("decoder")}
-    print(spec.kind, "decoder", {k: f"{v:.1e}" for k, v in errors.items()})
-    assert max(errors.values()) <= TOL
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
@@ -61,17 +57,16 @@ def test_whole_loss_backward(spec):
     model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng), scale=0.3)
     x = 0.3 * rng.standard_normal((6, spec.d))
     _, grads = model.loss_and_grads(x)
+    assert set(grads) == set(model.params)
     for name, g in grads.items():
-        err = rel_err(g, numerical_grad(lambda: model.loss_and_grads(x)[0], model.params[name]))
-        print(spec.kind, name, f"{err:.1e}")
-        assert err <= TOL
+        check_grad(lambda: model.loss_and_grads(x)[0], model.params[name], g, tol=TOL, name=f"{spec.kind} {name}")
 
 
 def test_mse_gradient():
     rng = np.random.default_rng(3)
     x, x_hat = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
     _, d = ae.mse_forward(x_hat, x, scale=2.0)
-    assert rel_err(d, numerical_grad(lambda: ae.mse_forward(x_hat, x, scale=2.0)[0], x_hat)) <= TOL
+    check_grad(lambda: ae.mse_forward(x_hat, x, scale=2.0)[0], x_hat, d, tol=TOL, name="mse dx_hat")
 
 
 def test_linear_training_finds_the_principal_subspace():
@@ -102,3 +97,16 @@ def test_bad_specs():
         ae.AutoEncoderSpec(kind="linear", d=4, k=0)
     with pytest.raises(ConfigError):
         ae.AutoEncoderSpec(kind="mlp", d=4, k=2, hidden=0)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
+def test_match_latent_norm_keeps_reconstructions(spec):
+    rng = np.random.default_rng(6)
+    model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng), scale=0.05)
+    x = 0.05 * rng.standard_normal((20, spec.d))
+    before = model.decode(model.encode(x))
+    a = ae.match_latent_norm(model, x)
+    z = model.encode(x)
+    print(spec.kind, f"factor {a:.3g}")
+    np.testing.assert_allclose(model.decode(z), before, rtol=1e-10, atol=1e-14)
+    assert abs((z ** 2).sum() / (x ** 2).sum() - 1.0) < 1e-12

@@ -8,14 +8,31 @@
 
 A test asks for ``device`` and gets "cpu" or "cuda" with ``MINIDP_DEVICE`` set to it, so every default
 (``device=None``) follows; it compares results through ``minidp.backend.to_host``.
+
+Hypothesis profiles, registered here rather than left to Hypothesis's own CI detection:
+
+    ci      CI=true: derandomised (the same examples on every run), no example database
+    dev     otherwise: new random examples on every run, as a newcomer's `pytest` draws them
+    seeds   scripts/property_seeds.py: random, no database, so ``--hypothesis-seed=N`` alone fixes the draw
+
+``--hypothesis-profile NAME`` on the command line overrides the choice.
 """
 from __future__ import annotations
 
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import fake_cupy
+from tests.helpers import in_ci
+
+_BASE = settings.get_profile("default")  # Hypothesis's own defaults, whatever it detected about CI
+settings.register_profile("ci", _BASE, derandomize=True, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", _BASE, derandomize=False)
+settings.register_profile("seeds", _BASE, derandomize=False, database=None, print_blob=True)
+settings.load_profile("ci" if in_ci() else "dev")
 
 FAKE_SESSION = os.environ.get("MINIDP_FAKE_CUPY", "").strip() == "1"
 if FAKE_SESSION:

@@ -1,8 +1,9 @@
 """The LoRA layer pair (minidp/nn/lora.py) against float64 finite differences and the plain formula.
 
 Hypothesis draws the shapes; each test prints the max relative error per tensor; the bar is 1e-6 as for the
-other layers. With dropout the mask is drawn from a generator re-seeded on every call, so the function
-differentiated numerically is the one the backward saw.
+other layers (every finite difference goes through tests/nn/gradcheck.py). With dropout the mask is drawn
+from a generator re-seeded on every call, so the function differentiated numerically is the one the
+backward saw.
 """
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ from hypothesis import strategies as st
 from minidp.backend import to_host
 from minidp.nn import attention, lora
 from minidp.per_example import LinearRecord
-from tests.nn.gradcheck import check_records, numerical_grad, rel_err
+from tests.nn.gradcheck import check_grad, check_records, rel_err
 
 SETTINGS = settings(max_examples=15, deadline=None)
-TOL = 1e-6
 dims = st.integers(1, 5)
 
 
@@ -49,10 +49,8 @@ def test_lora_layer(B, T, d_in, d_out, r, seed, two_d, drop, method):
     assert set(records) == {"weight", "bias", lora.LORA_A, lora.LORA_B}
     for name in (lora.LORA_A, lora.LORA_B):
         records[name].method = method
-    err = rel_err(dx, numerical_grad(lambda: float((run() * R).sum()), x))
-    print(f"x: max rel err {err:.2e}")
-    assert err <= TOL
-    print(check_records(records, p, lambda i: float((run()[i] * R[i]).sum()), B))
+    check_grad(lambda: run() * R, x, dx)
+    print(check_records(records, p, lambda i: run()[i] * R[i], B))
 
 
 def test_fresh_layer_is_the_base_layer_and_merge_is_exact():
@@ -107,9 +105,9 @@ def test_attention_with_lora_on_query_and_value():
     dx, records = attention.backward(p, cache, R)
     assert {"query.lora_A.weight", "value.lora_B.weight"} <= set(records)
     assert "key.lora_A.weight" not in records
-    assert rel_err(dx, numerical_grad(lambda: float((run() * R).sum()), x)) <= TOL
+    check_grad(lambda: run() * R, x, dx)
     flat = {f"{n}.{k}": p[n][k] for n in ("query", "value") for k in (lora.LORA_A, lora.LORA_B)}
-    print(check_records({k: records[k] for k in flat}, flat, lambda i: float((run()[i] * R[i]).sum()), B))
+    print(check_records({k: records[k] for k in flat}, flat, lambda i: run()[i] * R[i], B))
 
 
 @pytest.mark.parametrize("method", ["ghost", "materialize"])

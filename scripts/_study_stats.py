@@ -5,12 +5,14 @@
                              mean ± t_{0.975, n−1} · sd / √n
     steps_to(curve, x)       the first evaluated step whose accuracy is ≥ x ({step: accuracy}), or None
     read_at(curve, step)     (the evaluated step read, its accuracy): the last evaluation at or before step
+    one_sided(a, b)          paired(a, b) with the one-sided t-test of H1: mean(b − a) > 0 (t, df, p)
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+from scipy import stats
 
 MIN_SEEDS = 3  # fewer finished seeds in an arm: numbers listed, no conclusion drawn
 # two-sided 95% t quantiles t_{0.975, df}; df > 30 uses 1.96
@@ -60,3 +62,16 @@ def read_at(curve: dict, step: int):
     """(the evaluated step read, its accuracy): the last evaluation at or before ``step``; (None, None) if none."""
     before = [s for s in curve if s <= step and curve[s] is not None]
     return (max(before), curve[max(before)]) if before else (None, None)
+
+
+def one_sided(a: dict, b: dict) -> dict:
+    """:func:`paired` (b − a) plus the one-sided paired t-test of H1: the mean difference is > 0:
+    t = mean / (sd / √n), p = P(T_{n−1} ≥ t). Needs 2 pairs and a non-zero spread (else t and p are None)."""
+    out = paired(a, b)
+    n = len(out["differences"])
+    sd = float(np.std(out["differences"], ddof=1)) if n >= 2 else 0.0
+    out.update(n=n, t=None, df=n - 1 if n >= 2 else None, p_one_sided=None)
+    if n >= 2 and sd > 0:
+        out["t"] = out["mean"] / (sd / math.sqrt(n))
+        out["p_one_sided"] = float(stats.t.sf(out["t"], n - 1))
+    return out

@@ -1,32 +1,37 @@
-"""The study in the paper's format (issue 25): one table per setting, the non-private reference beside it.
+"""The study in the paper's format: one table per setting, the non-private reference beside it.
 
     table = paper_table(plan, runs)            runs: study_report.load_run dicts of the finished study
     markdown(table)                            the Markdown of reports/<dir>/paper_table.md
 
 Per setting and arm (seeds finished, ≥ 3 for a conclusion):
-    accuracy at steps 25 / 50 / 100 / 200     the last evaluation at or before that step (mean ± sd over seeds;
+    accuracy at steps 10/25/50/100/200        the last evaluation at or before that step (mean ± sd over seeds;
                                               the step actually read is shown: at --eval-every 10 step 25 reads
                                               step 20, and a 198-step run's "200" is its final evaluation)
-    final accuracy                            mean ± sd, and as a % of the non-private arm's final mean
+    final accuracy                            mean ± sd, and as a % of the non-private arm's final mean A_np
     steps to 90% / 95% of non-private         first evaluated step with accuracy ≥ 0.9 · A_np (0.95 · A_np),
-                                              A_np = the highest point of the non-private mean curve
-    steps to 90% / 95% of the best DP arm     the same with A_dp = the highest point of any DP arm's mean curve
+                                              A_np = the non-private arm's MEAN FINAL accuracy over its seeds
+                                              (a reference not read off the best point of any reported curve)
+    steps to 90% / 95% of a published figure  the same against each published accuracy of the setting's task
+                                              (plan["paper_table"]["published"], each with its setting and source)
     paired difference to the baseline arm     arm − baseline over shared seeds, mean and 95% t-interval, of the
                                               final accuracy and of the accuracy at each step above (the paper's
                                               claim is about early steps: an arm can gain early and not at the end)
     wins per checkpoint                       seeds where arm > baseline at each of the steps above
 
-The non-private arm (plan role "nonprivate") has no ε: a setting without its own non-private runs reads those
-of another setting of the same task and number of steps (said in the table). The published figures come from
-the plan (plan["paper_table"]["published"]), each with its source; they are set beside, never mixed in.
+An arm listed in plan["optional_arms"][setting] is shown, labelled optional, and left out of the setting's
+completeness check. The non-private arm (plan role "nonprivate") has no ε: a setting without its own non-private
+runs reads those of another setting of the same task and number of steps (said in the table). The confirmatory
+test declared in the plan (plan["confirmatory"]: an exploratory finding, the settings that test it) is a paired
+one-sided t-test per testing setting, reported whichever way it falls.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from _study_stats import MIN_SEEDS, mean_sd, paired, read_at, steps_to
+from _study_stats import MIN_SEEDS, mean_sd, one_sided, paired, read_at, steps_to
 
-PAPER_STEPS = (25, 50, 100, 200)
+PAPER_STEPS = (10, 25, 50, 100, 200)
+ALPHA = 0.05  # the confirmatory test's level
 NONPRIVATE_ROLE = "nonprivate"
 
 
@@ -60,27 +65,31 @@ def nonprivate_runs(setting: str, plan: dict, finished: list[dict]) -> tuple[lis
 def setting_table(setting: str, plan: dict, finished: list[dict], baseline: str) -> dict:
     """One setting of the paper table (see the module docstring); ``finished``: every finished study run."""
     spec = plan["settings"][setting]
+    optional = set((plan.get("optional_arms") or {}).get(setting, []))
     dp = {}
     for r in finished:
         if r["setting"] == setting and r["role"] != NONPRIVATE_ROLE:
             dp.setdefault(r["arm"], []).append(r)
     np_runs, np_from = nonprivate_runs(setting, plan, finished)
     arms = ({"nonprivate": np_runs} if np_runs else {}) | dp
-    np_curve = mean_curve(np_runs) if np_runs else {}
-    a_np = max(np_curve.values()) if np_curve else None
-    a_dp = max((max(mean_curve(rs).values()) for rs in dp.values()), default=None)
-    np_final = mean_sd([r["final_accuracy"] for r in np_runs])["mean"] if np_runs else None
+    np_final = mean_sd([r["final_accuracy"] for r in np_runs]) if np_runs else {"n": 0, "mean": None, "sd": None}
+    a_np = np_final["mean"]
+    finals = {a: mean_sd([r["final_accuracy"] for r in rs])["mean"] for a, rs in dp.items() if a not in optional}
+    best = max(finals, key=finals.get) if finals else None
+    published = [p for p in (plan.get("paper_table") or {}).get("published", []) if p.get("task") == spec["task"]]
     base = {r["seed"]: r for r in dp.get(baseline, [])}
     out = {"setting": setting, "task": spec["task"], "epsilon": spec["epsilon"], "baseline": baseline,
-           "nonprivate_from": np_from, "nonprivate_peak": a_np, "best_dp_peak": a_dp,
-           "best_dp_arm": max(dp, key=lambda a: max(mean_curve(dp[a]).values())) if dp else None,
+           "nonprivate_from": np_from, "nonprivate_final": np_final, "best_dp_arm": best,
+           "best_dp_final": finals.get(best), "gap_to_nonprivate": (a_np - finals[best]) if best and a_np else None,
+           "optional_arms": sorted(optional & set(dp)),
            "steps": max((r["summary"].get("steps") or 0 for rs in arms.values() for r in rs), default=None),
-           "incomplete": any(len(rs) < MIN_SEEDS for rs in arms.values()) or not np_runs or baseline not in dp,
-           "arms": {}}
+           "incomplete": any(len(rs) < MIN_SEEDS for a, rs in arms.items() if a not in optional)
+           or not np_runs or baseline not in dp,
+           "published": [p["id"] for p in published], "arms": {}}
     for arm, rs in arms.items():
         rs = sorted(rs, key=lambda r: r["seed"])
-        row = {"role": rs[0]["role"], "seeds": [r["seed"] for r in rs], "at": {}, "wins": {}, "paired_at": {},
-               "final": mean_sd([r["final_accuracy"] for r in rs])}
+        row = {"role": rs[0]["role"], "optional": arm in optional, "seeds": [r["seed"] for r in rs], "at": {},
+               "wins": {}, "paired_at": {}, "final": mean_sd([r["final_accuracy"] for r in rs])}
         for step in PAPER_STEPS:
             reads = [read_at(r["curve"], step) for r in rs]
             row["at"][str(step)] = {"read_steps": sorted({s for s, _ in reads if s is not None}),
@@ -92,12 +101,13 @@ def setting_table(setting: str, plan: dict, finished: list[dict], baseline: str)
                 row["wins"][str(step)] = {"wins": sum(a > b for b, a in pairs), "seeds": len(pairs)}
                 row["paired_at"][str(step)] = paired({seed: read_at(r["curve"], step)[1] for seed, r in base.items()},
                                                      {r["seed"]: a for r, (_, a) in zip(rs, reads)})
-        row["percent_of_nonprivate"] = (100.0 * row["final"]["mean"] / np_final
-                                        if np_final and row["final"]["mean"] is not None else None)
-        for name, peak in (("nonprivate", a_np), ("best_dp", a_dp)):
-            for frac in (90, 95):
-                row[f"steps_to_{frac}_{name}"] = ([steps_to(r["curve"], frac / 100 * peak) for r in rs]
-                                                  if peak is not None else None)
+        row["percent_of_nonprivate"] = (100.0 * row["final"]["mean"] / a_np
+                                        if a_np and row["final"]["mean"] is not None else None)
+        for frac in (90, 95):
+            row[f"steps_to_{frac}_nonprivate"] = ([steps_to(r["curve"], frac / 100 * a_np) for r in rs]
+                                                  if a_np is not None else None)
+        row["steps_to_published"] = {p["id"]: {str(frac): [steps_to(r["curve"], frac / 100 * p["accuracy"])
+                                                           for r in rs] for frac in (90, 95)} for p in published}
         row["paired_vs_baseline"] = (paired({s: r["final_accuracy"] for s, r in base.items()},
                                             {r["seed"]: r["final_accuracy"] for r in rs})
                                      if arm not in (baseline, "nonprivate") and base else None)
@@ -113,8 +123,37 @@ def paper_table(plan: dict, runs: list[dict]) -> dict:
     settings = [s for s in plan["settings"] if any(r["setting"] == s and r["role"] != NONPRIVATE_ROLE
                                                   for r in finished)]
     return {"baseline": config.get("baseline", "ft"), "published": config.get("published", []),
-            "min_seeds": MIN_SEEDS,
-            "settings": {s: setting_table(s, plan, finished, config.get("baseline", "ft")) for s in settings}}
+            "published_missing": config.get("published_missing"), "min_seeds": MIN_SEEDS,
+            "settings": {s: setting_table(s, plan, finished, config.get("baseline", "ft")) for s in settings},
+            "confirmatory": confirmatory(plan, finished)}
+
+
+def confirmatory(plan: dict, finished: list[dict]):
+    """The test declared in plan["confirmatory"] (None if the plan declares none): for the setting that found the
+    effect (exploratory, shown for reference) and for each setting that tests it, the paired one-sided t-test of
+    arm − baseline at the declared step > 0, with its n, mean, two-sided 95% interval and p."""
+    conf = plan.get("confirmatory")
+    if not conf:
+        return None
+    arm, baseline = conf["arms"]
+    step = int(conf["step"])
+
+    def test(setting):
+        at = {a: {r["seed"]: read_at(r["curve"], step)[1] for r in finished if r["setting"] == setting
+                  and r["arm"] == a} for a in (arm, baseline)}
+        result = one_sided(at[baseline], at[arm])
+        if result["n"] < MIN_SEEDS:
+            result["result"] = f"not yet tested ({result['n']} of {MIN_SEEDS} pairs)"
+        elif result["p_one_sided"] is not None and result["p_one_sided"] < ALPHA:
+            result["result"] = f"confirmed: {arm} ahead of {baseline} at step {step} (one-sided p < {ALPHA:g})"
+        else:
+            result["result"] = (f"not confirmed: no evidence at level {ALPHA:g} that {arm} is ahead of {baseline} "
+                                f"at step {step}")
+        return result
+
+    return {"declared": conf.get("declared"), "hypothesis": conf.get("hypothesis"), "arms": [arm, baseline],
+            "step": step, "alpha": ALPHA, "found_in": conf["found_in"], "how_found": conf.get("how_found"),
+            "exploratory": test(conf["found_in"]), "tests": {s: test(s) for s in conf["settings"]}}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -160,42 +199,82 @@ def verdict(pd, n_needed: int) -> str:
     return "helps" if lo > 0 else "hurts" if hi < 0 else "does nothing the seeds can resolve"
 
 
+TASK_DATA = {"sst2": "SST-2 dev (872 sentences)", "empythy3": "the tweets' held-out 10% (3,816 tweets, 3 classes)"}
+
+
+def _test_line(name: str, r: dict) -> str:
+    if not r["n"]:
+        return f"- `{name}`: no pair yet."
+    ci = r.get("ci95")
+    p = r.get("p_one_sided")
+    return (f"- `{name}`: n = {r['n']} paired seeds, mean difference {r['mean']:+.4f}"
+            + (f", 95% CI [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
+            + (f", one-sided p = {p:.4f}" if p is not None else "") + f" — {r['result']}.")
+
+
+def confirmatory_markdown(conf: dict) -> list[str]:
+    arm, base = conf["arms"]
+    lines = [f"## The confirmatory test (declared {conf['declared']})", "",
+             f"Hypothesis: {conf['hypothesis']}. Found while exploring `{conf['found_in']}` ({conf['how_found']}); "
+             f"tested, as declared before their runs started, in {', '.join(f'`{s}`' for s in conf['tests'])}: "
+             f"`{arm}` − `{base}` at step {conf['step']}, paired over seeds, one-sided t-test at level "
+             f"{conf['alpha']:g}.", "", "Where it was found (exploratory, not a test):",
+             _test_line(conf["found_in"], conf["exploratory"]), "", "The tests:"]
+    lines += [_test_line(s, r) for s, r in conf["tests"].items()]
+    return lines + [""]
+
+
 def markdown(table: dict) -> str:
     base = table["baseline"]
-    lines = ["# The study in the paper's format (issue 25)", "",
-             "SST-2 dev accuracy (QNLI dev for the second task) of all-MiniLM-L6-v2 (6 layers, width 384; mean "
-             "pooling, embeddings frozen), expected batch 1024, 3 epochs. Accuracy at a step is the last "
-             "evaluation at or before it (mean ± sd over seeds); steps to x% are per seed (a/b/c; > never "
-             "reached) against the highest point of the non-private mean curve (NP) and of the best DP arm's "
-             f"(DP); Δ is the paired final difference to `{base}` with its 95% t-interval; wins count seeds above "
-             f"`{base}` at 25/50/100/200. A setting is INCOMPLETE below {table['min_seeds']} seeds in an arm or "
-             "without its non-private reference: its numbers are listed, no conclusion is drawn.", ""]
+    steps = "/".join(str(s) for s in PAPER_STEPS)
+    published = {p["id"]: p for p in table["published"]}
+    lines = ["# The study in the paper's format", "",
+             "Accuracy of all-MiniLM-L6-v2 (6 layers, width 384; mean pooling, embeddings frozen), expected batch "
+             "1024, 3 epochs, on each task's evaluation data (named per setting). Accuracy at a step is the last "
+             "evaluation at or before it (mean ± sd over seeds); % of NP and steps to 90% / 95% are against the "
+             "non-private arm's mean final accuracy (NP), steps per seed (a/b/c; > never reached); Δ is the paired "
+             f"final difference to `{base}` with its 95% t-interval; wins count seeds above `{base}` at {steps}. "
+             f"A setting is INCOMPLETE below {table['min_seeds']} seeds in an arm or without its non-private "
+             "reference: its numbers are listed, no conclusion is drawn. Optional arms are left out of that check.",
+             ""]
     for name, t in table["settings"].items():
         eps = "non-private only" if t["epsilon"] is None else f"ε = {t['epsilon']:g}"
         lines += [f"## {t['task']}, {eps} (setting `{name}`, {t['steps']} steps)"
-                  + (" — INCOMPLETE" if t["incomplete"] else ""), ""]
+                  + (" — INCOMPLETE" if t["incomplete"] else ""), "",
+                  f"Evaluated on {TASK_DATA.get(t['task'], t['task'] + ' evaluation data')}.", ""]
         if t["nonprivate_from"] and t["nonprivate_from"] != name:
             lines += [f"Non-private reference: the runs of setting `{t['nonprivate_from']}` (same task and steps; "
                       "a non-private run has no ε).", ""]
-        lines += ["| arm | seeds | acc 25 | acc 50 | acc 100 | acc 200 | final | % of NP | steps to 90% / 95% NP "
-                  "| steps to 90% / 95% DP | Δ final vs " + base + " [95% CI] | wins 25/50/100/200 |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        head = " | ".join(f"acc {s}" for s in PAPER_STEPS)
+        lines += [f"| arm | seeds | {head} | final | % of NP | steps to 90% / 95% NP | Δ final vs {base} [95% CI] "
+                  f"| wins {steps} |", "|---|---|" + "---|" * len(PAPER_STEPS) + "---|---|---|---|---|"]
         for arm, row in t["arms"].items():
             wins = "/".join(f"{row['wins'][str(s)]['wins']}" for s in PAPER_STEPS) if row["wins"] else "—"
             n = row["wins"][str(PAPER_STEPS[0])]["seeds"] if row["wins"] else None
             pct = "—" if row["percent_of_nonprivate"] is None else f"{row['percent_of_nonprivate']:.1f}%"
+            label = " (NOT PRIVATE)" if arm == "nonprivate" else " (optional)" if row.get("optional") else ""
             lines.append(
-                f"| {arm}{' (NOT PRIVATE)' if arm == 'nonprivate' else ''} | {len(row['seeds'])} | "
-                + " | ".join(_acc(row["at"][str(s)]) for s in PAPER_STEPS)
+                f"| {arm}{label} | {len(row['seeds'])} | " + " | ".join(_acc(row["at"][str(s)]) for s in PAPER_STEPS)
                 + f" | {_acc(row['final'])} | {pct} | {_steps(row['steps_to_90_nonprivate'])} / "
-                f"{_steps(row['steps_to_95_nonprivate'])} | {_steps(row['steps_to_90_best_dp'])} / "
-                f"{_steps(row['steps_to_95_best_dp'])} | {_diff(row['paired_vs_baseline'])} | "
+                f"{_steps(row['steps_to_95_nonprivate'])} | {_diff(row['paired_vs_baseline'])} | "
                 + (f"{wins} of {n}" if n else wins) + " |")
-        peaks = (f"NP peak {t['nonprivate_peak']:.3f}" if t["nonprivate_peak"] is not None else "No non-private run yet")
-        dp = (f"; best DP arm `{t['best_dp_arm']}`, peak {t['best_dp_peak']:.3f}" if t["best_dp_peak"] is not None
-              else "")
+        npf = t["nonprivate_final"]
+        cap = (f"Non-private final (the cap): {_acc(npf)}" if npf.get("n") else "No non-private run yet")
+        best = (f"; best DP arm by mean final accuracy: `{t['best_dp_arm']}`, {t['best_dp_final']:.3f}"
+                + (f" ({100 * t['gap_to_nonprivate']:.1f} points below non-private)"
+                   if t["gap_to_nonprivate"] is not None else "") if t["best_dp_arm"] else "")
         reads = _reads(t)
-        lines += ["", peaks + dp + "." + (f" Columns read: {reads}." if reads else ""), ""]
+        lines += ["", cap + best + "." + (f" Columns read: {reads}." if reads else ""), ""]
+        if t["published"]:
+            lines += ["Steps to 90% / 95% of published accuracies (per seed; the published runs are a different, "
+                      "larger model in their own setting: see the table of published figures):", "",
+                      "| arm | " + " | ".join(f"{pid} ({published[pid]['accuracy']:.3f})" for pid in t["published"])
+                      + " |", "|---|" + "---|" * len(t["published"])]
+            for arm, row in t["arms"].items():
+                cells = [f"{_steps(row['steps_to_published'][pid]['90'])} / {_steps(row['steps_to_published'][pid]['95'])}"
+                         for pid in t["published"]]
+                lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+            lines += [""]
         denoised = {a: r for a, r in t["arms"].items() if r["role"] == "denoised"}
         if denoised:
             lines += ["Where RMT helps, does nothing or hurts (paired with `" + base + "` at each step column and at "
@@ -206,11 +285,17 @@ def markdown(table: dict) -> str:
                 lines.append(f"- `{a}`: " + "; ".join(at) + f"; final: {verdict(r['paired_vs_baseline'], table['min_seeds'])}"
                              f" ({_diff(r['paired_vs_baseline'])})")
             lines += [""]
+    if table.get("confirmatory"):
+        lines += confirmatory_markdown(table["confirmatory"])
     if table["published"]:
         lines += ["## Published figures this is set beside (not measured here)", "",
-                  "| source | model | method | ε | task | accuracy | note |", "|---|---|---|---|---|---|---|"]
+                  "| id | source | model | method | ε | δ | task (split) | setting | accuracy | where at the source |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for p in table["published"]:
-            lines.append(f"| {p['source']} | {p['model']} | {p['method']} | {p.get('epsilon', '—')} | {p['task']} | "
-                         f"{p['accuracy']} | {p.get('note', '')} |")
+            lines.append(f"| {p['id']} | {p['source']} | {p['model']} | {p['method']} | {p.get('epsilon', '—')} | "
+                         f"{p.get('delta', '—')} | {p['task']} ({p.get('split', '')}) | {p.get('setting', '')} | "
+                         f"{p['accuracy']} | {p.get('where', '')} |")
         lines += [""]
+    if table.get("published_missing"):
+        lines += ["Not given: " + table["published_missing"], ""]
     return "\n".join(lines)

@@ -542,10 +542,21 @@ def report_argv(args) -> list[str]:
 
 
 def write_records_reports(plan: dict, records: Path, reports: Path, args) -> list:
-    """Regenerate the reports from the records (never from a runs directory, which may hold partial runs)."""
-    return study_report.write_reports(plan, records, reports, command=study_command(report_argv(args)),
-                                      runs=planned_runs(plan, records, chosen_lr(plan, records)[0]),
-                                      lr_record=search_record(plan, records), archive=args.archive)
+    """Regenerate the reports from the records (never from a runs directory, which may hold partial runs), then
+    the reports that embed them (plan["also_regenerate"]: the --report-only arguments of each, e.g. the
+    top-level reports/README.md, which shows this plan's paper table)."""
+    written = study_report.write_reports(plan, records, reports, command=study_command(report_argv(args)),
+                                         runs=planned_runs(plan, records, chosen_lr(plan, records)[0]),
+                                         lr_record=search_record(plan, records), archive=args.archive)
+    for argv in plan.get("also_regenerate", []):
+        other = parse_args([str(ROOT / a) if a.startswith(("reports", "scripts")) else a for a in argv])
+        other_plan = load_plan(other.plan, other.set)
+        other_runs = Path(other.runs_dir)
+        written += study_report.write_reports(
+            other_plan, other_runs, Path(other.reports), command=study_command(argv),
+            runs=planned_runs(other_plan, other_runs, chosen_lr(other_plan, other_runs)[0]),
+            lr_record=search_record(other_plan, other_runs), archive=other.archive)
+    return written
 
 
 @dataclass

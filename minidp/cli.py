@@ -3,7 +3,9 @@
 Each subcommand lives in its own module under ``minidp/commands/`` and exposes
 ``add_parser(subparsers)``, which registers the subcommand and sets ``func(args) -> int`` as its
 handler. Errors the user can fix (bad arguments, missing files) are raised as ``UsageError`` and
-printed as one line, exit status 2 — never a traceback.
+printed as one line, exit status 2 — never a traceback. Every float flag is parsed by
+``commands.flags.finite_float`` (inf and nan refused); ``build_parser`` gives it to any flag still declared
+``type=float``. A run that went non-finite (``RunFailed``) exits with its own status, 3.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import importlib
 import importlib.util
 import sys
 
-from minidp.errors import MinidpError, RunInterrupted
+from minidp.commands.flags import finite_float
+from minidp.errors import MinidpError, RunFailed, RunInterrupted
 
 # In the order `minidp --help` lists them. A module that does not exist yet is skipped.
 COMMAND_MODULES = (
@@ -46,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         if importlib.util.find_spec(name) is None:
             continue
         importlib.import_module(name).add_parser(subparsers)
+    for command in subparsers.choices.values():
+        for action in command._actions:
+            if action.type is float:  # a flag that forgot finite_float gets it here
+                action.type = finite_float
     return parser
 
 
@@ -65,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunInterrupted as stop:
         print(f"minidp {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code
+    except RunFailed as failure:  # the run went non-finite: stopped, its directory marked FAILED
+        print(f"minidp {args.command}: {failure}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

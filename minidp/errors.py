@@ -29,3 +29,18 @@ class RunInterrupted(Exception):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class RunFailed(Exception):
+    """A run that stopped because its loss, released gradient or parameters became non-finite.
+
+    The run directory is marked with ``FAILED`` (no model, no final evaluation); ``summary`` says what was
+    spent up to that step. The CLI prints the message as one line and exits with ``exit_code`` (3).
+    """
+
+    EXIT_CODE = 3
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
+        self.exit_code = self.EXIT_CODE

@@ -68,6 +68,9 @@ CASES = {  # name: (overrides, a piece of the message)
     "truncated safetensors": ({"--model": "{d}/truncated"}, "model.safetensors"),
     "resume without a checkpoint": ({"--resume": "{d}/model", "--model": None}, "no checkpoint"),
     "not a number": ({"--epsilon": "lots"}, "--epsilon"),
+    "infinite clip norm": ({"--clip": "inf"}, "argument --clip: must be a finite number"),  # issue 38
+    "nan learning rate": ({"--lr": "nan"}, "argument --lr: must be a finite number"),
+    "infinite epsilon": ({"--epsilon": "inf"}, "--epsilon"),
 }
 
 

@@ -15,6 +15,7 @@ import math
 import sys
 
 from minidp.audit import MECHANISMS, audit_dpsgd, audit_gaussian
+from minidp.commands.flags import finite_float
 from minidp.errors import ConfigError
 from minidp.optim import OPTIMIZERS
 from minidp.privacy.accountant import ACCOUNTANTS
@@ -37,23 +38,23 @@ def add_parser(subparsers) -> None:
                    help="gaussian: the bare Gaussian mechanism, one noisy sum per run (calibration); "
                         "dpsgd: the real DP-SGD step on a model")
     target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--epsilon", type=float, metavar="E",
+    target.add_argument("--epsilon", type=finite_float, metavar="E",
                         help="target epsilon: the noise multiplier is calibrated to it with --accountant")
-    target.add_argument("--noise-multiplier", type=float, metavar="S",
+    target.add_argument("--noise-multiplier", type=finite_float, metavar="S",
                         help="noise std / clipping norm, given directly (0: no noise, a broken mechanism)")
-    p.add_argument("--delta", type=float, default=1e-5, metavar="D", help="delta (default 1e-5)")
+    p.add_argument("--delta", type=finite_float, default=1e-5, metavar="D", help="delta (default 1e-5)")
     p.add_argument("--accountant", choices=ACCOUNTANTS, default="pld",
                    help="accountant that calibrates sigma and is held against the audit (default pld); "
                         "both accountants' epsilon are reported")
     p.add_argument("--canaries", type=int, metavar="M",
                    help="canaries per run (default 1000 gaussian, 500 dpsgd)")
     p.add_argument("--runs", type=int, metavar="R", help="independent runs (default 2000 gaussian, 20 dpsgd)")
-    p.add_argument("--canary-norm", type=float, default=1.0, metavar="A",
+    p.add_argument("--canary-norm", type=finite_float, default=1.0, metavar="A",
                    help="gradient norm of a canary in units of the clipping norm C (default 1)")
     p.add_argument("--no-clip", action="store_true",
                    help="FAULT INJECTION: the canaries' gradients skip clipping (the accountant still assumes "
                         "sensitivity C); use with --canary-norm > 1 to check that the audit catches it")
-    p.add_argument("--confidence", type=float, default=0.95, metavar="C",
+    p.add_argument("--confidence", type=finite_float, default=0.95, metavar="C",
                    help="confidence of the lower bound (default 0.95)")
     p.add_argument("--seed", type=int, metavar="N", help="seed of bits, sampling and noise (default: fresh)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -62,7 +63,7 @@ def add_parser(subparsers) -> None:
                                                 "MiniLM checkpoint) or a Hugging Face checkpoint folder")
     d.add_argument("--examples", type=int, metavar="N", help="real (random-token) training examples (default 64)")
     d.add_argument("--max-length", type=int, metavar="T", help="tokens per example (default 16)")
-    d.add_argument("--sample-rate", type=float, metavar="Q", help="Poisson sampling rate q (default 0.5)")
+    d.add_argument("--sample-rate", type=finite_float, metavar="Q", help="Poisson sampling rate q (default 0.5)")
     d.add_argument("--steps", type=int, metavar="K", help="DP-SGD steps per run (default 10)")
     d.add_argument("--canary-param", metavar="NAME",
                    help="parameter holding the canaries (default: unused position-embedding rows); e.g. a "
@@ -70,7 +71,7 @@ def add_parser(subparsers) -> None:
     d.add_argument("--denoise", action="store_true", default=None,
                    help="RMT-denoise the released gradient; the attacker sees the denoised one")
     d.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default sgd)")
-    d.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 0.1)")
+    d.add_argument("--lr", type=finite_float, metavar="LR", help="learning rate (default 0.1)")
     d.add_argument("--max-physical-batch", type=int, metavar="B", help="virtual batch size (default 64)")
     p.set_defaults(func=run)
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from minidp.backend import resolve_device
+from minidp.commands.flags import finite_float
 from minidp.config import DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig, TrainConfig
 from minidp.data import load_task, split_dataset
 from minidp.errors import ConfigError
@@ -57,16 +58,16 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="the embedded default: DP fine-tuning of pretrained MiniLM on tweets, with and without RMT",
         description=__doc__)
-    parser.add_argument("--epsilon", type=float, default=DEMO_DEFAULTS["epsilon"], help="target ε of each run")
+    parser.add_argument("--epsilon", type=finite_float, default=DEMO_DEFAULTS["epsilon"], help="target ε of each run")
     parser.add_argument("--train-size", type=int, default=DEMO_DEFAULTS["train_size"],
                         help="training tweets (stratified subsample; 0 = the whole train split)")
     parser.add_argument("--eval-size", type=int, default=DEMO_DEFAULTS["eval_size"],
                         help="held-out tweets to evaluate (0 = the whole held-out split)")
     parser.add_argument("--batch-size", type=int, default=DEMO_DEFAULTS["batch_size"], help="expected batch qN")
-    parser.add_argument("--epochs", type=float, default=DEMO_DEFAULTS["epochs"], help="passes over the data")
+    parser.add_argument("--epochs", type=finite_float, default=DEMO_DEFAULTS["epochs"], help="passes over the data")
     parser.add_argument("--max-length", type=int, default=DEMO_DEFAULTS["max_length"], help="tokens per tweet")
-    parser.add_argument("--lr", type=float, default=DEMO_DEFAULTS["lr"], help="peak learning rate (AdamW)")
-    parser.add_argument("--clip", type=float, default=DEMO_DEFAULTS["clip"], help="C: per-example norm bound")
+    parser.add_argument("--lr", type=finite_float, default=DEMO_DEFAULTS["lr"], help="peak learning rate (AdamW)")
+    parser.add_argument("--clip", type=finite_float, default=DEMO_DEFAULTS["clip"], help="C: per-example norm bound")
     parser.add_argument("--trainable", default=DEMO_DEFAULTS["trainable"],
                         help="all | no-embeddings | classifier | comma-separated HF names")
     parser.add_argument("--seed", type=int, default=None,

@@ -15,6 +15,7 @@ import math
 import warnings
 
 from minidp.errors import PrivacyError
+from minidp.commands.flags import finite_float
 from minidp.privacy.accountant import ACCOUNTANTS, get_noise_multiplier, make_accountant
 
 
@@ -22,7 +23,7 @@ def add_parser(subparsers) -> None:
     eps = subparsers.add_parser(
         "epsilon", help="epsilon spent by DP-SGD with a given noise multiplier",
         description="Epsilon (at delta) of STEPS Poisson-subsampled Gaussian steps (RDP or PLD accountant).")
-    eps.add_argument("--noise-multiplier", type=float, required=True, metavar="S",
+    eps.add_argument("--noise-multiplier", type=finite_float, required=True, metavar="S",
                      help="noise std / clipping norm (sigma)")
     _add_common(eps)
     eps.set_defaults(func=run_epsilon)
@@ -30,18 +31,18 @@ def add_parser(subparsers) -> None:
     sig = subparsers.add_parser(
         "sigma", help="smallest noise multiplier that reaches a target epsilon",
         description="Smallest noise multiplier whose epsilon (at delta) is at most --epsilon.")
-    sig.add_argument("--epsilon", type=float, required=True, metavar="E", help="target epsilon (> 0)")
+    sig.add_argument("--epsilon", type=finite_float, required=True, metavar="E", help="target epsilon (> 0)")
     _add_common(sig)
     sig.set_defaults(func=run_sigma)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--delta", type=float, required=True, metavar="D", help="target delta in (0, 1)")
-    parser.add_argument("--sample-rate", type=float, metavar="Q", help="Poisson sampling rate q in [0, 1]")
+    parser.add_argument("--delta", type=finite_float, required=True, metavar="D", help="target delta in (0, 1)")
+    parser.add_argument("--sample-rate", type=finite_float, metavar="Q", help="Poisson sampling rate q in [0, 1]")
     parser.add_argument("--steps", type=int, metavar="N", help="number of steps")
     parser.add_argument("--batch-size", type=int, metavar="B", help="expected batch size (q = B / N)")
     parser.add_argument("--dataset-size", type=int, metavar="N", help="number of training examples")
-    parser.add_argument("--epochs", type=float, metavar="E", help="epochs (steps = ceil(E / q))")
+    parser.add_argument("--epochs", type=finite_float, metavar="E", help="epochs (steps = ceil(E / q))")
     parser.add_argument("--accountant", choices=ACCOUNTANTS, default="rdp",
                         help="rdp: Renyi DP (default); pld: privacy loss distribution, tight (smaller "
                              "epsilon for the same noise), slower")

@@ -10,6 +10,7 @@ from minidp.config import (CLIP_METHODS, DEFAULT_NORM_CORRECTION, DENOISE_METHOD
                            POOLING_CHOICES, TASKS, DataConfig, DenoiseConfig, ModelConfig, OptimConfig, PrivacyConfig,
                            RunConfig, TrainConfig)
 from minidp.backend import resolve_device
+from minidp.commands.flags import finite_float
 from minidp.errors import ConfigError, DataError
 from minidp.privacy import ACCOUNTANTS
 from minidp.rundir import RunDir
@@ -37,12 +38,12 @@ def add_parser(subparsers) -> None:
                    help="which parameters train: all | no-embeddings | classifier | lora (LoRA factors + the "
                    "classifier, PEFT's SEQ_CLS set; see --lora-modules-to-save) | comma-separated HF names")
     m.add_argument("--lora-rank", type=int, default=8, metavar="R", help="LoRA rank r (--trainable lora)")
-    m.add_argument("--lora-alpha", type=float, default=16.0, metavar="A",
+    m.add_argument("--lora-alpha", type=finite_float, default=16.0, metavar="A",
                    help="LoRA alpha: the update B A is scaled by alpha / r (--trainable lora)")
     m.add_argument("--lora-targets", default="query,value", metavar="NAMES",
                    help="comma-separated layers that get LoRA (PEFT's rule: module paths ending in a name), "
                    "e.g. query,key,value,attention.output.dense,intermediate.dense,output.dense")
-    m.add_argument("--lora-dropout", type=float, default=0.0, metavar="P",
+    m.add_argument("--lora-dropout", type=finite_float, default=0.0, metavar="P",
                    help="dropout on the LoRA branch's input (training only)")
     m.add_argument("--lora-modules-to-save", default="", metavar="NAMES",
                    help="head modules that train in full beside the classifier (PEFT's modules_to_save): "
@@ -73,21 +74,21 @@ def add_parser(subparsers) -> None:
     d.add_argument("--text-column", default=None, help="csv: the text column")
     d.add_argument("--text-pair-column", default=None, help="csv: the second-text column of a pair task")
     d.add_argument("--label-column", default=None, help="csv: the label column")
-    d.add_argument("--eval-fraction", type=float, default=0.1, help="held-out share without an eval file")
+    d.add_argument("--eval-fraction", type=finite_float, default=0.1, help="held-out share without an eval file")
     d.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N eval examples only")
-    d.add_argument("--validation-fraction", type=float, default=None, metavar="F",
+    d.add_argument("--validation-fraction", type=finite_float, default=None, metavar="F",
                    help="for choosing hyperparameters: evaluate on a stratified share F of the training split "
                    "(seed 0) and train on the rest; the task's dev / held-out split is not used")
 
     p = parser.add_argument_group("privacy")
-    p.add_argument("--epsilon", type=float, default=None,
+    p.add_argument("--epsilon", type=finite_float, default=None,
                    help="target ε (σ is calibrated so the whole run spends at most this); default 8 "
                    "unless --noise-multiplier is given")
-    p.add_argument("--delta", type=float, default=None,
+    p.add_argument("--delta", type=finite_float, default=None,
                    help="δ (default 1/N^1.1 with N the training examples, the convention of Li et al. 2021: "
                    "δ well below 1/N, so N·δ = N^-0.1 < 1; the statement prints N·δ)")
-    p.add_argument("--noise-multiplier", type=float, default=None, help="σ, instead of calibrating from ε")
-    p.add_argument("--clip", type=float, default=1.0, help="C: per-example gradient norm bound")
+    p.add_argument("--noise-multiplier", type=finite_float, default=None, help="σ, instead of calibrating from ε")
+    p.add_argument("--clip", type=finite_float, default=1.0, help="C: per-example gradient norm bound")
     p.add_argument("--clip-method", default="flat", choices=CLIP_METHODS,
                    help="flat: min(1, C/‖g‖); automatic: C/(‖g‖ + 0.01)")
     p.add_argument("--accountant", default="rdp", choices=ACCOUNTANTS,
@@ -100,19 +101,19 @@ def add_parser(subparsers) -> None:
 
     o = parser.add_argument_group("optimisation")
     length = o.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, default=None, help="passes over the data (default 1)")
+    length.add_argument("--epochs", type=finite_float, default=None, help="passes over the data (default 1)")
     length.add_argument("--steps", type=int, default=None, help="number of DP steps")
     o.add_argument("--batch-size", type=int, default=256, help="EXPECTED batch size qN (Poisson sampling)")
     o.add_argument("--max-physical-batch", type=int, default=32, help="examples per forward/backward pass")
     o.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
-    o.add_argument("--lr", type=float, default=5e-4)
-    o.add_argument("--weight-decay", type=float, default=0.0)
-    o.add_argument("--momentum", type=float, default=0.0, help="sgd only")
-    o.add_argument("--warmup", type=float, default=0.0, help="fraction of steps with linear warm-up")
+    o.add_argument("--lr", type=finite_float, default=5e-4)
+    o.add_argument("--weight-decay", type=finite_float, default=0.0)
+    o.add_argument("--momentum", type=finite_float, default=0.0, help="sgd only")
+    o.add_argument("--warmup", type=finite_float, default=0.0, help="fraction of steps with linear warm-up")
 
     z = parser.add_argument_group("denoising (post-processing: no privacy cost)")
     z.add_argument("--denoise", default="none", choices=DENOISERS)
-    z.add_argument("--kappa", type=float, default=1.02,
+    z.add_argument("--kappa", type=finite_float, default=1.02,
                    help="keep singular values above κ × the bulk edge (1.02: the paper's value)")
     z.add_argument("--norm-correction", default=DEFAULT_NORM_CORRECTION, choices=NORM_CORRECTIONS,
                    help="rescale the denoised matrix to: estimate, √(Σ θ̂²) (the default, chosen on the study's "

@@ -528,10 +528,24 @@ def study_command(argv) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # a time-boxed window: --records, --jobs, --minutes, --commit (scripts/study_window.py says why)
 # ---------------------------------------------------------------------------------------------------------
-def repo_path(path) -> str:
-    """``path`` relative to the repository when inside it (as the reports print their command), else absolute."""
+def repo_root(path) -> Path:
+    """The checkout that holds ``path`` (the nearest parent with a .git), else this script's. The study may run
+    from a pinned worktree (its code fixed while the checkout changes) with --records and --reports in the
+    working checkout: the records are committed there."""
     path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    for parent in (path, *path.parents):
+        if (parent / ".git").exists():
+            return parent
+    return ROOT
+
+
+def repo_path(path) -> str:
+    """``path`` relative to its checkout when inside one (as the reports print their command), else absolute."""
+    path = Path(path).resolve()
+    for root in (repo_root(path), ROOT):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return str(path)
 
 
 def report_argv(args) -> list[str]:
@@ -549,7 +563,9 @@ def write_records_reports(plan: dict, records: Path, reports: Path, args) -> lis
                                          runs=planned_runs(plan, records, chosen_lr(plan, records)[0]),
                                          lr_record=search_record(plan, records), archive=args.archive)
     for argv in plan.get("also_regenerate", []):
-        other = parse_args([str(ROOT / a) if a.startswith(("reports", "scripts")) else a for a in argv])
+        home = repo_root(records)  # reports (and records) in the checkout that holds the records; code here
+        other = parse_args([str(home / a) if a.startswith("reports") else str(ROOT / a) if a.startswith("scripts")
+                            else a for a in argv])
         other_plan = load_plan(other.plan, other.set)
         other_runs = Path(other.runs_dir)
         written += study_report.write_reports(
@@ -600,7 +616,7 @@ def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, rep
     print(f"study: {spec.name} {what}", flush=True)
     if args.commit:
         message = f"study: {spec.name} {what}; records" + (" and reports regenerated" if len(paths) > 1 else "")
-        if not study_window.commit_paths(paths, message, repo=ROOT, git=git, clock=clock):
+        if not study_window.commit_paths(paths, message, repo=repo_root(records), git=git, clock=clock):
             print(f"study: could not commit the records of {spec.name} (git busy or failing)", flush=True)
     return row
 

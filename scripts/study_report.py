@@ -767,6 +767,8 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
              "are marked INCOMPLETE and no conclusion is drawn from them.", ""]
     for link, md in paper or []:  # issue 25's table first: the study where the paper makes its claim
         lines += ["## The study in the paper's format", "", demoted(md, link), ""]
+    if plan.get("how_to_run"):  # the study in time windows on a small machine
+        lines += ["## How to run it in time windows", ""] + plan["how_to_run"] + [""]
     if plan.get("why"):
         lines += ["## Where the study runs, and why", "", plan["why"], ""]
     if plan.get("caveats"):

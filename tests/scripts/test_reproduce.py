@@ -290,3 +290,22 @@ def test_the_3epoch_plan_gives_its_nonprivate_arm_no_budget(reproduce, tmp_path)
             assert privacy.non_private and privacy.epsilon is None and privacy.noise_multiplier is None
         else:
             assert not privacy.non_private and (privacy.epsilon is not None or privacy.noise_multiplier is not None)
+
+
+def test_a_real_window_runs_two_at_once_and_keeps_each_finished_run_in_the_records(reproduce, tmp_path):
+    """--records/--jobs 2 with real `minidp train` children on the tiny BERT: every run lands in the records with
+    its own CPU time and the reports come from the records alone; a second window on a fresh runs directory has
+    nothing left to do."""
+    plan = tiny_plan(tmp_path)
+    records, reports = tmp_path / "records", tmp_path / "reports"
+    argv = ["--plan", str(plan), "--records", str(records), "--reports", str(reports), "--jobs", "2"]
+    assert reproduce.main(["--runs-dir", str(tmp_path / "runs1")] + argv) == 0
+    rows = ledger(records)
+    assert len(rows) == 4 and all(r["finished"] and r["jobs"] == 2 and r["cpu_seconds"] > 0 for r in rows)
+    for row in rows:
+        assert (records / row["run"] / "summary.json").exists() and (records / row["run"] / "metrics.jsonl").exists()
+        assert not (records / row["run"] / "checkpoint").exists()  # records only, never checkpoints
+    assert json.loads((reports / "study_tiny_eps3.json").read_text())["command"].endswith(
+        f"--runs-dir {records} --plan {plan} --reports {reports}")
+    assert reproduce.main(["--runs-dir", str(tmp_path / "runs2")] + argv) == 0
+    assert len(ledger(records)) == 4  # nothing run again

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 from minidp.cli import build_parser, main
+from minidp.config import DataConfig, ModelConfig
 from minidp.errors import ConfigError
+from minidp.federated import run as fed_run
+from minidp.federated.client import LocalSettings, local_update
+from minidp.federated.config import FederatedConfig, FederationConfig, FedPrivacyConfig, FedRunConfig
 from minidp.federated.partition import partition
+from models.lora import read_adapter
 from tests.fixtures import write_tiny_bert, write_tiny_tsv
 
 
@@ -175,3 +180,27 @@ def test_partition_bad_arguments():
         partition([0, 1], clients=2, scheme="shards", rng=np.random.default_rng(0))
     with pytest.raises(ConfigError):
         partition([0, 1], clients=2, scheme="dirichlet", alpha=0.0, rng=np.random.default_rng(0))
+
+
+def test_one_client_every_round_is_its_local_training(assets, tmp_path):
+    """K = 1, q = 1, no noise, η_s = 1: the global adapter after a round is the client's own local result
+    (Δ / qK = Δ), which pins the sign and the divisor of the server step."""
+    config = FederatedConfig(
+        model=ModelConfig(path=str(assets / "model"), trainable="lora", dtype="float64", max_length=16,
+                          lora_rank=2, lora_alpha=4.0),
+        data=DataConfig(task="sst2", train_file=str(assets / "train.tsv"), eval_file=str(assets / "dev.tsv")),
+        federation=FederationConfig(clients=1, rounds=1, sample_rate=1.0, public_clients=1),
+        local=LocalSettings(steps=3, batch_size=8, lr=0.05),
+        privacy=FedPrivacyConfig(epsilon=None, non_private=True),
+        run=FedRunConfig(out=str(tmp_path / "one"), seed=5, progress=False))
+    fed = fed_run.build(config, log=lambda *_: None)
+    initial = {n: fed.model.params[n].copy() for n in fed.model.trainable}
+    update, _ = local_update(fed.model, fed.client_data, fed.shards[0], initial, config.local, fed.local_rng)
+    fed_run.run_federated(config, log=lambda *_: None)
+    _, saved = read_adapter(tmp_path / "one" / "model")
+    factors = [n for n in update if n.endswith(("lora_A.weight", "lora_B.weight"))]
+    assert factors and all(n in saved for n in factors)
+    worst = max(float(np.abs(saved[n] - (initial[n] + update[n])).max()) for n in factors)
+    moved = max(float(np.abs(update[n]).max()) for n in factors)
+    print(f"max |saved - (initial + Δ)| = {worst:.1e}; the update moved entries by up to {moved:.1e}")
+    assert moved > 1e-3 and worst < 1e-12

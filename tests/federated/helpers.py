@@ -25,8 +25,13 @@ def random_update(rng: np.random.Generator, scale: float = 1.0) -> dict:
 
 
 def codecs(seed: int = 0) -> dict:
-    """{encoder kind: Codec} built from 4 random 'public' updates (quick stage 1)."""
+    """{name: Codec} for every encoder choice, linear and mlp auto-encoders, built from 4 random 'public'
+    updates (a quick stage 1): "none", "dr", "fedcg", "dr-mlp", "fedcg-mlp"."""
     rng = np.random.default_rng(seed)
     public = [random_update(rng, 1e-2) for _ in range(4)]
-    settings = EncoderSettings(kind="linear", latent=3, steps=20, batch_size=16, synthetic=64)
-    return {kind: build_codec(kind, public, settings, rng)[0] for kind in ("none", "dr", "fedcg")}
+    out = {}
+    for kind in ("linear", "mlp"):
+        settings = EncoderSettings(kind=kind, latent=3, hidden=4, steps=20, batch_size=16, synthetic=64)
+        for encoder in ("none", "dr", "fedcg") if kind == "linear" else ("dr", "fedcg"):
+            out[encoder if kind == "linear" else f"{encoder}-mlp"] = build_codec(encoder, public, settings, rng)[0]
+    return out

@@ -25,9 +25,9 @@ scales = st.one_of(st.just(0.0), st.floats(-8, 8).map(lambda e: 10.0 ** e), st.j
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # an infinite update's latent
-@settings(max_examples=40, deadline=None)
-@given(encoder=st.sampled_from(sorted(CODECS)), others=st.lists(scales, max_size=4), extra=scales,
-       clip=st.floats(1e-3, 1e3), seed=st.integers(0, 2**31 - 1))
+@pytest.mark.parametrize("encoder", sorted(CODECS))  # none, dr, fedcg, dr-mlp, fedcg-mlp
+@settings(max_examples=25, deadline=None)
+@given(others=st.lists(scales, max_size=4), extra=scales, clip=st.floats(1e-3, 1e3), seed=st.integers(0, 2**31 - 1))
 def test_one_client_moves_the_sum_by_at_most_C(encoder, others, extra, clip, seed):
     codec = CODECS[encoder]
     rng = np.random.default_rng(seed)
@@ -84,7 +84,7 @@ def test_release_noise_std_and_divisor():
 @pytest.mark.parametrize("encoded", [False, True])
 def test_stack_unstack_round_trip(encoded):
     codec = CODECS["dr" if encoded else "none"]
-    wire = codec.encode(random_update(np.random.default_rng(4)))
+    wire = codec.encode(random_update(np.random.default_rng(4)))  # latents (r, k) or the factors themselves
     stacked, members = server.stack_factors(wire, encoded=encoded)
     assert set(stacked) == {"bert.encoder.layer.*.attention.self.query.lora_A.weight",
                             "bert.encoder.layer.*.attention.self.query.lora_B.weight",

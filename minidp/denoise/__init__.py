@@ -6,7 +6,7 @@
     diagnostics.py  alignment cosines to the clipped gradient (NON-PRIVATE: for analysis only)
 """
 from minidp.denoise.diagnostics import alignment
-from minidp.denoise.fast import denoise_group, rmt_denoise_fast
+from minidp.denoise.fast import denoise_group, denoise_groups, rmt_denoise_fast
 from minidp.denoise.gradients import DenoiseSettings, default_include, denoise_gradients, summarize
 from minidp.denoise.rmt import bulk_edge, rmt_denoise, rmt_denoise_with_stats
 
@@ -19,6 +19,7 @@ __all__ = [
     "default_include",
     "bulk_edge",
     "denoise_group",
+    "denoise_groups",
     "rmt_denoise_fast",
     "alignment",
 ]

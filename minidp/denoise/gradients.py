@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from minidp.denoise.fast import denoise_group
+from minidp.denoise.fast import denoise_groups
 from minidp.denoise.rmt import (DEFAULT_KAPPA, DEFAULT_NORM_CORRECTION, METHODS, check_matrix, check_noise_std, check_options,
                                 frobenius_norms, rmt_denoise_with_stats)
 from minidp.errors import ConfigError
@@ -58,7 +58,8 @@ def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=DEFAULT_K
     (2-D linear weights; biases, LayerNorm, embeddings and LoRA factors pass through untouched — the same
     objects).
     ``method``: "exact" (rmt.py, full SVD per matrix) or "fast" (``fast.py``: top singular triplets by
-    randomized subspace iteration, same-shape matrices batched; ``seed`` seeds its own test matrices —
+    block Krylov iteration, same-shape matrices batched and all shapes iterated together, so its host copies do
+    not grow with the number of layers; ``seed`` seeds its own test matrices —
     a generator of its own, never the DP noise stream; DPStep passes the public step number).
     ``min_dim``: skip matrices whose smaller side is below it (e.g. 3 skips a binary task's 2×d head, where
     Marchenko–Pastur asymptotics say little; docs/denoiser.md weighs what that loses). 0: skip none.
@@ -83,14 +84,15 @@ def denoise_gradients(grads: Mapping[str, object], noise_std, *, kappa=DEFAULT_K
         by_shape: dict[tuple, list[str]] = {}
         for name in selected:
             by_shape.setdefault(tuple(grads[name].shape), []).append(name)
-        rng = np.random.default_rng(seed)
         frobs = frobenius_norms([grads[name] for name in selected])  # ‖G‖_F of every matrix: one host copy
         frob_of = dict(zip(selected, frobs))
-        for names in by_shape.values():
-            outs, group_stats = denoise_group([grads[name] for name in names], s, kappa=kappa,
-                                              norm_correction=norm_correction, fallback=fallback, rng=rng,
-                                              frob_norms=[frob_of[name] for name in names])
-            for name, out, st in zip(names, outs, group_stats):
+        groups = list(by_shape.values())  # every shape's stack in one Krylov run: its host copies are shared
+        outs, group_stats = denoise_groups([[grads[name] for name in names] for names in groups], s, kappa=kappa,
+                                           norm_correction=norm_correction, fallback=fallback,
+                                           rng=np.random.default_rng(seed),
+                                           frob_norms=[[frob_of[name] for name in names] for names in groups])
+        for names, group_outs, group_st in zip(groups, outs, group_stats):
+            for name, out, st in zip(names, group_outs, group_st):
                 new[name], stats[name] = out, st
     return new, {name: stats[name] for name in selected}
 

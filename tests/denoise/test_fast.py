@@ -5,7 +5,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minidp.denoise import denoise_gradients, denoise_group, rmt_denoise, rmt_denoise_fast
+from minidp.denoise import denoise_gradients, denoise_group, denoise_groups, rmt_denoise, rmt_denoise_fast
+from minidp.denoise.fast import _grow_gram, _Stack, check_depths
 from minidp.denoise.rmt import DEFAULT_KAPPA, bulk_edge
 from tests.denoise.planted import planted
 from tests.denoise.test_rmt import hf_grads
@@ -94,3 +95,56 @@ def test_krylov_path_itself_equals_exact(shape, seed, rs):
     for G, out, st_ in zip(mats, outs, stats):
         assert st_["method"] == "fast" or min(rs, default=1.0) < 1.2, st_  # near κ: fallback allowed
         assert _rel(out, rmt_denoise(G, 0.3)) <= 1e-6, st_
+
+
+def test_check_depths():
+    """The host reads the Krylov run at depths 4, 6, 9, 14, ... (×1.5, rounded up) and at the last depth."""
+    assert check_depths(48) == [4, 6, 9, 14, 21, 32, 48]
+    assert check_depths(14) == [4, 6, 9, 14]
+    assert check_depths(3) == [3] and check_depths(1) == [1]
+
+
+@settings(max_examples=10, deadline=None)
+@given(shape=st.sampled_from([(40, 30), (30, 64), (48, 48)]), seed=seeds, depth=st.integers(1, 5),
+       block=st.sampled_from([1, 2, 4]), rs=st.sampled_from([[], [3.0], [1.5, 6.0]]))
+def test_residuals_from_r_equal_the_residuals_from_stored_products(shape, seed, depth, block, rs):
+    """Plain beside fast: the check reads r_i = ‖R y_i[K−ℓ:]‖ / λ̃_i (the block Lanczos identity: with full
+    reorthogonalisation only the newest block leaves span W, and X = Y_d − W Wᵀ Y_d = Q R). The plain
+    residual r_i = ‖Y y_i − θ_i W y_i‖ / λ̃_i from Y = GᵀG W computed here must agree to rounding (float64)."""
+    m, n = shape
+    rng = np.random.default_rng(seed)
+    mats = [planted(m, n, 1.0, rs, rng)[1] for _ in range(2)]
+    stack = _Stack(mats, threshold=np.inf, rng=np.random.default_rng(seed), block=block, tol=None, max_depth=64)
+    depth = min(depth, stack.last)
+    for _ in range(depth):
+        stack.advance()
+    K = stack.ell * depth
+    R, H = stack.R, stack.new_cols[0]
+    for col in stack.new_cols[1:]:
+        H = _grow_gram(H, col)
+    for a, G in enumerate(mats):
+        W = stack.Wt[a, :K].T  # (n, K)
+        Y = G.T @ (G @ W)  # (n, K)  A W, computed plainly
+        np.testing.assert_allclose(W.T @ Y, H[a], atol=1e-12 * np.linalg.norm(G, 2) ** 2)  # H = Wᵀ A W
+        theta, vecs = np.linalg.eigh(0.5 * (H[a] + H[a].T))
+        lam = np.sqrt(np.maximum(theta, 0.0))
+        plain = np.linalg.norm(Y @ vecs - W @ vecs * theta, axis=0) / lam  # (K,)
+        from_r = np.linalg.norm(R[a] @ vecs[K - stack.ell:], axis=0) / lam  # (K,)
+        assert np.abs(plain - from_r).max() <= 1e-9 * lam.max(), (plain, from_r)
+
+
+def test_groups_iterated_together_equal_groups_one_by_one():
+    """denoise_groups runs every shape's stack in one Krylov loop (one host copy per check for all of them);
+    each stack computes exactly what it computes alone, with the test matrices drawn in the same order."""
+    rng = np.random.default_rng(11)
+    groups = [[planted(64, 48, 0.5, rs, rng)[1] for rs in ([], [3.0])],
+              [planted(48, 96, 0.5, rs, rng)[1] for rs in ([2.0, 1.4], [], [5.0])],
+              [planted(3, 48, 0.5, [], rng)[1]]]  # too thin for the Krylov run: the exact reference
+    outs, stats = denoise_groups(groups, 0.5, rng=np.random.default_rng(4))
+    alone = np.random.default_rng(4)
+    for mats, group_outs, group_stats in zip(groups, outs, stats):
+        ref_outs, ref_stats = denoise_group(mats, 0.5, rng=alone)
+        for out, ref, st_, ref_st in zip(group_outs, ref_outs, group_stats, ref_stats):
+            np.testing.assert_array_equal(out, ref)
+            assert st_ == ref_st
+    assert [st_["kept"] for st_ in stats[1]] == [2, 0, 1] and stats[2][0]["method"] == "exact"

@@ -15,7 +15,7 @@ SPECS = [ae.AutoEncoderSpec(kind="linear", d=7, k=3), ae.AutoEncoderSpec(kind="m
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
 def test_encoder_backward(spec):
     rng = np.random.default_rng(0)
-    p = ae.init_params(spec, rng)
+    p = ae.init_params(spec, rng, device="cpu")
     x = rng.standard_normal((4, spec.d))  # (B, d)
     R = rng.standard_normal((4, spec.k))  # L = Σ z · R
     scale = 0.7
@@ -34,7 +34,7 @@ def test_encoder_backward(spec):
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
 def test_decoder_backward(spec):
     rng = np.random.default_rng(1)
-    p = ae.init_params(spec, rng)
+    p = ae.init_params(spec, rng, device="cpu")
     z = rng.standard_normal((5, spec.k))  # (B, k)
     R = rng.standard_normal((5, spec.d))
     scale = 1.9
@@ -54,7 +54,7 @@ def test_decoder_backward(spec):
 def test_whole_loss_backward(spec):
     """The reconstruction loss end to end: every parameter's gradient against finite differences."""
     rng = np.random.default_rng(2)
-    model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng), scale=0.3)
+    model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng, device="cpu"), scale=0.3)
     x = 0.3 * rng.standard_normal((6, spec.d))
     _, grads = model.loss_and_grads(x)
     assert set(grads) == set(model.params)
@@ -84,7 +84,7 @@ def test_linear_training_finds_the_principal_subspace():
 def test_linear_is_scale_equivariant():
     rng = np.random.default_rng(5)
     spec = ae.AutoEncoderSpec(kind="linear", d=5, k=2)
-    model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng), scale=3.0)
+    model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng, device="cpu"), scale=3.0)
     x = rng.standard_normal((3, 5))
     assert np.allclose(model.decode(model.encode(7.0 * x)), 7.0 * model.decode(model.encode(x)), rtol=1e-12)
     assert np.all(model.encode(np.zeros((1, 5))) == 0)
@@ -102,7 +102,7 @@ def test_bad_specs():
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind)
 def test_match_latent_norm_keeps_reconstructions(spec):
     rng = np.random.default_rng(6)
-    model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng), scale=0.05)
+    model = ae.AutoEncoder(spec=spec, params=ae.init_params(spec, rng, device="cpu"), scale=0.05)
     x = 0.05 * rng.standard_normal((20, spec.d))
     before = model.decode(model.encode(x))
     a = ae.match_latent_norm(model, x)

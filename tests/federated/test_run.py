@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minidp.backend import to_host
 from minidp.cli import build_parser, main
 from minidp.config import DataConfig, ModelConfig
 from minidp.errors import ConfigError
@@ -200,7 +201,7 @@ def test_one_client_every_round_is_its_local_training(assets, tmp_path):
     _, saved = read_adapter(tmp_path / "one" / "model")
     factors = [n for n in update if n.endswith(("lora_A.weight", "lora_B.weight"))]
     assert factors and all(n in saved for n in factors)
-    worst = max(float(np.abs(saved[n] - (initial[n] + update[n])).max()) for n in factors)
-    moved = max(float(np.abs(update[n]).max()) for n in factors)
+    worst = max(float(np.abs(saved[n] - to_host(initial[n] + update[n])).max()) for n in factors)
+    moved = max(float(np.abs(to_host(update[n])).max()) for n in factors)
     print(f"max |saved - (initial + Δ)| = {worst:.1e}; the update moved entries by up to {moved:.1e}")
     assert moved > 1e-3 and worst < 1e-12

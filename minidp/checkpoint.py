@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -108,7 +109,7 @@ def save_checkpoint(run_dir, *, step: int, epsilon: float, params: dict, optimiz
     files = {PARAMS_FILE: _safetensors_bytes(params), OPTIMIZER_FILE: _safetensors_bytes(opt_arrays)}
     for name, data in files.items():
         _write_bytes(building / name, data)
-    state = {"step": int(step), "epsilon": float(epsilon),
+    state = {"step": int(step), "epsilon": float(epsilon) if math.isfinite(epsilon) else None,  # None: ε = ∞
              "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
              "optimizer": opt_meta, "streams": streams_state, "accountant": accountant_state,
              "extra": extra or {}}
@@ -175,7 +176,8 @@ def load_checkpoint(run_dir, *, report=print) -> dict:
     state = read_state(folder)
     if problems:
         report(f"resuming from {folder} (step {step})")
-    return {"step": int(state["step"]), "epsilon": float(state["epsilon"]),
+    epsilon = math.inf if state["epsilon"] is None else float(state["epsilon"])  # a non-private run: ε = ∞
+    return {"step": int(state["step"]), "epsilon": epsilon,
             "params": load_file(str(folder / PARAMS_FILE)),
             "optimizer": _join_optimizer_state(load_file(str(folder / OPTIMIZER_FILE)), state["optimizer"]),
             "streams": state["streams"], "accountant": state["accountant"], "extra": state.get("extra", {}),

@@ -6,6 +6,10 @@
     RUN_DIR/checkpoint/                 resume state: as sensitive as the training data (minidp/checkpoint.py)
     RUN_DIR/summary.json                written last: its presence means the run finished
     RUN_DIR/model/                      the fine-tuned model (covered: post-processing of the releases)
+    RUN_DIR/FAILED                      instead of summary.json and model/ when the run went non-finite:
+                                        the summary up to that step (the ε it spent), as JSON
+
+Every JSON file is strict JSON: a non-finite float is written as null (``json_safe``), never NaN/Infinity.
 
 A run directory is never silently reused: ``check_usable`` refuses an existing run unless the caller
 resumes it or asked to overwrite it, and nothing is written before every input has been checked.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -26,7 +31,8 @@ from minidp.errors import ConfigError
 
 METRICS = "metrics.jsonl"
 NONPRIVATE_METRICS = "metrics_nonprivate.jsonl"
-RUN_FILES = ("config.json", METRICS, NONPRIVATE_METRICS, "summary.json", "plots.png", "model") + CANDIDATES
+FAILED = "FAILED"  # the failed-run marker (scripts/reproduce.py reads the same name)
+RUN_FILES = ("config.json", METRICS, NONPRIVATE_METRICS, "summary.json", FAILED, "plots.png", "model") + CANDIDATES
 
 # Every output field and whether the (ε, δ) guarantee covers it (summary.json repeats this).
 OUTPUT_PRIVACY = {
@@ -42,7 +48,9 @@ OUTPUT_PRIVACY = {
         "metrics.jsonl: eval", "summary.json: final_eval"],
     "NOT covered: computed from the private batches without noise": [
         "metrics_nonprivate.jsonl: batch_size (realised), loss, clipped_fraction, dropped_nonfinite, seconds, "
-        "diagnostics_non_private"],
+        "diagnostics_non_private",
+        "FAILED: the step at which a non-finite training loss stopped the run (the loss is that of the private "
+        "batch)"],
     "as sensitive as the training data": ["checkpoint/ (holds the noise and sampling streams' states)"],
 }
 
@@ -55,17 +63,26 @@ NOT_PRIVATE_OUTPUT = {
 }
 
 
-def params_fingerprint(params: dict, names) -> str:
-    """A short hash of Σθ and Σθ² (float64) of each named parameter: one host copy per call.
+def params_sums(params: dict, names) -> np.ndarray:
+    """Σθ and Σθ² (float64) of each named parameter, sorted by name: (P, 2) on the host, one copy per call.
 
-    Logged with every step so that a replay after a resume can be checked bit for bit against the steps
-    logged before the interruption. A function of the released model, so publishing it is safe.
+    All finite exactly when every parameter is (float32 parameters cannot overflow Σθ² in float64).
     """
     names = sorted(names)
     xp = array_module(params[names[0]])
     sums = xp.stack([xp.stack([params[n].sum(dtype=xp.float64), (params[n].astype(xp.float64) ** 2).sum()])
                      for n in names])  # (P, 2)
-    return hashlib.sha256(np.ascontiguousarray(to_host(sums)).tobytes()).hexdigest()[:16]
+    return to_host(sums)
+
+
+def params_fingerprint(params: dict, names, sums: np.ndarray | None = None) -> str:
+    """A short hash of ``params_sums`` (pass ``sums`` when already computed).
+
+    Logged with every step so that a replay after a resume can be checked bit for bit against the steps
+    logged before the interruption. A function of the released model, so publishing it is safe.
+    """
+    sums = params_sums(params, names) if sums is None else sums
+    return hashlib.sha256(np.ascontiguousarray(sums).tobytes()).hexdigest()[:16]
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -81,14 +98,24 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
-def _json_default(x):
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(x)}")
+def json_safe(obj):
+    """``obj`` with NumPy scalars/arrays as Python values and every non-finite float as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [json_safe(value) for value in (obj.tolist() if isinstance(obj, np.ndarray) else obj)]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def strict_dumps(obj, **kw) -> str:
+    """json.dumps of ``json_safe(obj)``, refusing NaN/Infinity (none can be left)."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kw)
 
 
 class RunDir:
@@ -108,6 +135,9 @@ class RunDir:
                 raise ConfigError("--overwrite cannot be combined with --resume")
             if (self.path / "summary.json").exists():
                 raise ConfigError(f"--resume {self.path}: the run already finished (summary.json exists)")
+            if (self.path / FAILED).exists():
+                raise ConfigError(f"--resume {self.path}: the run failed ({self.path / FAILED}); start it again "
+                                  f"with --out {self.path} --overwrite")
             if not has_checkpoint(self.path):
                 raise ConfigError(f"--resume {self.path}: no checkpoint there (expected {self.path}/checkpoint/)")
             return
@@ -115,7 +145,8 @@ class RunDir:
             raise ConfigError(f"--out {self.path}: exists and is not a directory")
         present = self.holds_run()
         if present and not overwrite:
-            hint = f"--resume {self.path} to continue it, " if has_checkpoint(self.path) else ""
+            resumable = has_checkpoint(self.path) and not (self.path / FAILED).exists()
+            hint = f"--resume {self.path} to continue it, " if resumable else ""
             raise ConfigError(f"--out {self.path}: already holds a run ({', '.join(present)}); use {hint}"
                               f"--overwrite to replace it, or another directory")
 
@@ -149,15 +180,19 @@ class RunDir:
         for name, item in ((METRICS, row), (NONPRIVATE_METRICS, nonprivate_row)):
             if item is not None:
                 with (self.path / name).open("a") as f:
-                    f.write(json.dumps(item, default=_json_default) + "\n")
+                    f.write(strict_dumps(item) + "\n")
 
     def write_json(self, name: str, obj) -> None:
         """Write RUN_DIR/name atomically (a temporary file renamed over it)."""
         tmp = self.path / (name + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        tmp.write_text(strict_dumps(obj, indent=2) + "\n")
         os.replace(tmp, self.path / name)
+
+    def mark_failed(self, summary: dict) -> None:
+        """Write RUN_DIR/FAILED: the run went non-finite; ``summary`` says where and what it spent."""
+        self.write_json(FAILED, summary)
 
     def _rewrite(self, name: str, rows: list[dict]) -> None:
         tmp = self.path / (name + ".tmp")
-        tmp.write_text("".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+        tmp.write_text("".join(strict_dumps(r) + "\n" for r in rows))
         os.replace(tmp, self.path / name)

@@ -41,13 +41,13 @@ from minidp.config import TrainConfig
 from minidp.data import load_task, load_tokenizer, split_dataset
 from minidp.data.batching import TokenizedDataset
 from minidp.data.glue import load_glue_file
-from minidp.errors import ConfigError, RunInterrupted
+from minidp.errors import ConfigError, RunFailed, RunInterrupted
 from minidp.metrics import classification_metrics
 from minidp.nn import loss as cross_entropy
 from minidp.optim import linear_schedule, make_optimizer
 from minidp.plots import plot_run  # imports matplotlib (optional) only when called
 from minidp.privacy import get_noise_multiplier, make_accountant
-from minidp.rundir import NOT_PRIVATE_OUTPUT, OUTPUT_PRIVACY, RunDir, params_fingerprint
+from minidp.rundir import FAILED, NOT_PRIVATE_OUTPUT, OUTPUT_PRIVACY, RunDir, params_fingerprint, params_sums
 from minidp.step import DPStep
 from models.hf import load_pretrained, read_config, save_pretrained
 from models.config import EncoderConfig
@@ -273,7 +273,7 @@ def spent_epsilon(step: DPStep, plan: PrivacyPlan) -> tuple[float, float]:
 
 
 def json_epsilon(epsilon: float):
-    """ε for a JSON file: a float, or None for ∞ (a non-private run; strict JSON has no Infinity)."""
+    """ε (or an RDP order) for a JSON file: a float, or None for ∞ / nan (a non-private run, no order yet)."""
     return float(epsilon) if math.isfinite(epsilon) else None
 
 
@@ -329,7 +329,8 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
     ``resume``: continue config.run.out from its checkpoint. ``overwrite``: replace a finished/partial run.
     ``on_step``: called with each ``StepRecord`` after its optimizer step; the record then keeps the step's
     gradient dicts (``keep_intermediates``), e.g. for `minidp demo`'s spectrum figure.
-    Every input is read and checked before anything is written.
+    Every input is read and checked before anything is written. A step whose loss, released gradient or
+    parameters are not finite ends the run: ``RunFailed`` (RUN_DIR/FAILED written; see ``fail``).
     """
     r = config.run
     run_dir = RunDir(r.out) if r.out else None
@@ -355,7 +356,9 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
     warmup = int(config.optim.warmup_fraction * plan.steps)
     progress = _progress_bar(plan.steps, enabled=r.progress, initial=step.steps_done)
     stopped_early, last_eval, last_checkpoint = None, None, step.steps_done
-    with deferred_signals() as received:
+    # NumPy's overflow warnings are silenced in the loop: a step that goes non-finite is caught and reported
+    # by the loop itself (nonfinite_reason), as one line.
+    with deferred_signals() as received, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         while step.steps_done < plan.steps:
             if plan.target_epsilon is not None and _would_overspend(step.accountant, plan):
                 stopped_early = (f"stopped after {step.steps_done} steps: one more step would spend more than "
@@ -368,7 +371,8 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
             record = step(lr=lr)
             if on_step is not None:
                 on_step(record)
-            row, private_row = _step_rows(record, run.model, seconds=time.perf_counter() - t0)
+            row, private_row, params_finite = _step_rows(record, run.model, seconds=time.perf_counter() - t0)
+            failure = nonfinite_reason(record, params_finite)  # None: the step is finite, go on
             before = logged_before.get(record.step)
             if before is not None and before != row["params_fingerprint"]:
                 step.charge_extra_step()  # the lost release differed from this one: both count
@@ -376,17 +380,20 @@ def train(config: TrainConfig, *, log=print, datasets=None, resume: bool = False
                     f"charged as an extra step (ε now {spent_epsilon(step, plan)[0]:.4f})")
                 row["epsilon"] = json_epsilon(spent_epsilon(step, plan)[0])
             if run.eval_data is not None and r.eval_every and record.step % r.eval_every == 0 \
-                    and record.step < plan.steps:
+                    and record.step < plan.steps and failure is None:
                 last_eval = evaluate(run.model, run.eval_data, config.data.task, r.eval_batch_size)
                 row["eval"] = last_eval
             history.append(row)
             if run_dir is not None:
                 run_dir.log(row, private_row)
-                if record.step % r.checkpoint_every == 0 or record.step == plan.steps or received:
-                    write_checkpoint(run, run_dir)
+                if record.step % r.checkpoint_every == 0 or record.step == plan.steps or received or failure:
+                    write_checkpoint(run, run_dir)  # (a failed run's: its ledger up to this step)
                     last_checkpoint = record.step
             progress.update(1, loss=private_row["loss"], eps=row["epsilon"],
                             acc=None if last_eval is None else last_eval.get("accuracy"))
+            if failure is not None:
+                progress.close()
+                raise fail(run, run_dir, history, failure, log)
             if received:
                 progress.close()
                 raise _interrupted(received[0], step.steps_done, run_dir)
@@ -404,11 +411,72 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
         last_eval = evaluate(run.model, run.eval_data, config.data.task, config.run.eval_batch_size)
         if run_dir is not None:
             run_dir.log({"step": step.steps_done, "eval": last_eval, "final": True}, None)
+    summary = summary_of(run, history, stopped_early, last_eval)
+    log_spent(run, log)
+    if run_dir is not None:
+        if config.run.save_model:  # LoRA: a PEFT adapter, or with --merge-lora a plain model with B A merged
+            model = run.model.merge_lora() if config.model.merge_lora else run.model
+            save_pretrained(model, run_dir.path / "model")  # copies the checkpoint's tokenizer files too
+        run_dir.write_json("summary.json", summary)  # last: its presence means "finished"
+        if config.run.plot:
+            plot_run(run_dir.path)
+    return summary
+
+
+def nonfinite_reason(record, params_finite: bool) -> str | None:
+    """Why the run cannot go on after this step (None: it can).
+
+    The mean training loss of a non-empty batch, the released gradient (checked here when the record keeps
+    it) and the parameters after the update must be finite. A non-finite release always reaches the
+    parameters (SGD and Adam carry NaN/inf into them), so the parameters' check covers it without another
+    host copy. (The loss is a statistic of the private batch: the step a run stops at for it is not covered
+    by the guarantee; rundir.OUTPUT_PRIVACY says so.)
+    """
+    if record.batch_size and not math.isfinite(record.mean_loss):
+        return f"the training loss is {record.mean_loss}"
+    if record.released is not None:
+        xp = array_module(next(iter(record.released.values())))
+        if not bool(to_host(xp.stack([xp.isfinite(g).all() for g in record.released.values()])).all()):
+            return "the released gradient is not finite"
+    if not params_finite:
+        return "the parameters are not finite after the update"
+    return None
+
+
+def fail(run: Run, run_dir, history: list[dict], reason: str, log) -> RunFailed:
+    """A run that went non-finite at this step: no final evaluation of the NaN model and no model/; the
+    statement and RUN_DIR/FAILED (the summary up to this step) say what it spent: those steps were released."""
+    message = f"stopped at step {run.step.steps_done} of {run.plan.steps}: {reason}"
+    summary = summary_of(run, history, None, None) | {"failed": message}
+    log_spent(run, log)
+    where = "no run directory (--out)"
+    if run_dir is not None:
+        run_dir.mark_failed(summary)
+        where = f"{run_dir.path / FAILED} marks the run failed"
+    spent = "" if summary["epsilon"] is None else f"; ε = {summary['epsilon']:.4f} spent (δ = {run.plan.delta:.3g})"
+    return RunFailed(f"{message}; {where}, no model saved{spent}", summary)
+
+
+def log_spent(run: Run, log) -> None:
+    """The statement after the run: what it spent (or that it was not private)."""
+    plan, step = run.plan, run.step
+    epsilon, _ = spent_epsilon(step, plan)
+    if plan.private:
+        log(f"spent: ε = {epsilon:.4f} at δ = {plan.delta:.3g} after {step.steps_done} steps "
+            f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, {plan.accountant.upper()} accountant; "
+            f"example-level, add/remove-one adjacency)")
+    else:
+        log(f"NOT PRIVATE: {step.steps_done} steps without noise or clipping; no guarantee (ε = ∞)")
+
+
+def summary_of(run: Run, history: list[dict], stopped_early: str | None, last_eval: dict | None) -> dict:
+    """The summary of the run so far (summary.json, or FAILED's content)."""
+    config, plan, step = run.config, run.plan, run.step
     epsilon, order = spent_epsilon(step, plan)
-    summary = {
+    return {
         "private": plan.private, "epsilon": json_epsilon(epsilon), "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
         "sample_rate": plan.sample_rate, "steps": step.steps_done, "planned_steps": plan.steps,
-        "rdp_order": float(order), "accountant_name": plan.accountant, "target_epsilon": plan.target_epsilon,
+        "rdp_order": json_epsilon(order), "accountant_name": plan.accountant, "target_epsilon": plan.target_epsilon,
         "max_grad_norm": plan.max_grad_norm, "expected_batch_size": config.run.batch_size,
         "train_examples": plan.num_examples, "adjacency": "add/remove one example",
         "final_eval": last_eval, "denoise": config.denoise.denoise,
@@ -422,26 +490,14 @@ def summarise(run: Run, run_dir, history: list[dict], stopped_early: str | None,
         "output_privacy": OUTPUT_PRIVACY if plan.private else NOT_PRIVATE_OUTPUT,
         "accountant": step.accountant.state_dict(),
     }
-    if plan.private:
-        log(f"spent: ε = {epsilon:.4f} at δ = {plan.delta:.3g} after {step.steps_done} steps "
-            f"(σ = {plan.noise_multiplier:.4f}, q = {plan.sample_rate:.5g}, {plan.accountant.upper()} accountant; "
-            f"example-level, add/remove-one adjacency)")
-    else:
-        log(f"NOT PRIVATE: {step.steps_done} steps without noise or clipping; no guarantee (ε = ∞)")
-    if run_dir is not None:
-        if config.run.save_model:  # LoRA: a PEFT adapter, or with --merge-lora a plain model with B A merged
-            model = run.model.merge_lora() if config.model.merge_lora else run.model
-            save_pretrained(model, run_dir.path / "model")  # copies the checkpoint's tokenizer files too
-        run_dir.write_json("summary.json", summary)  # last: its presence means "finished"
-        if config.run.plot:
-            plot_run(run_dir.path)
-    return summary
 
 
-def _step_rows(record, model, seconds: float) -> tuple[dict, dict]:
-    """(release-safe row for metrics.jsonl, NON-PRIVATE row for metrics_nonprivate.jsonl) of one step."""
+def _step_rows(record, model, seconds: float) -> tuple[dict, dict, bool]:
+    """(release-safe row for metrics.jsonl, NON-PRIVATE row for metrics_nonprivate.jsonl, whether every
+    trainable parameter is finite) of one step."""
+    sums = params_sums(model.params, model.trainable)  # (P, 2): the fingerprint's one host copy
     row = {"step": record.step, "epsilon": json_epsilon(record.epsilon), "lr": record.lr,
-           "params_fingerprint": params_fingerprint(model.params, model.trainable)}
+           "params_fingerprint": params_fingerprint(model.params, model.trainable, sums)}
     if record.denoise_stats is not None:
         row["denoise_kept"] = {name: s["kept"] for name, s in record.denoise_stats.items()}
         row["denoise_kept_total"] = int(sum(row["denoise_kept"].values()))
@@ -450,7 +506,7 @@ def _step_rows(record, model, seconds: float) -> tuple[dict, dict]:
                "dropped_nonfinite": record.dropped_nonfinite, "seconds": seconds}
     if record.diagnostics is not None:
         private["diagnostics_non_private"] = record.diagnostics
-    return row, private
+    return row, private, bool(np.isfinite(sums).all())
 
 
 def _interrupted(signum: int, steps_done: int, run_dir) -> RunInterrupted:

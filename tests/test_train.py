@@ -5,6 +5,7 @@ equals the accountant's; the step API's intermediates add up (released = (clippe
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -293,6 +294,8 @@ def test_cli_non_private_run_is_labelled_not_private(tiny_model_dir, tmp_path, c
     assert all("epsilon" in row and row["epsilon"] is None for row in step_rows)
     config = json.loads((tmp_path / "np" / "config.json").read_text())
     assert config["privacy"]["non_private"] is True and config["privacy_plan"]["private"] is False
+    assert config["privacy_plan"]["order"] is None  # no RDP order: null, never NaN (issue 38)
+    assert_strict_json_files(tmp_path / "np")
     # resumable like any run: drop the finished marker, resume from the last checkpoint, same parameters
     finished = json.loads((tmp_path / "np" / "summary.json").read_text())
     (tmp_path / "np" / "summary.json").unlink()
@@ -306,3 +309,94 @@ def test_cli_non_private_run_is_labelled_not_private(tiny_model_dir, tmp_path, c
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--non-private" in err[0], err
         assert not out.exists()
+
+
+def _refuse_constant(name):
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def assert_strict_json_files(run_dir) -> list:
+    """Every JSON file a run wrote (config, metrics rows, summary or FAILED, checkpoint state) parses with a
+    strict parser: NaN / Infinity refused. Returns the names checked."""
+    checked = []
+    for path in sorted(run_dir.rglob("*")):
+        if path.suffix == ".json" or path.name == "FAILED":
+            json.loads(path.read_text(), parse_constant=_refuse_constant)
+        elif path.suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                json.loads(line, parse_constant=_refuse_constant)
+        else:
+            continue
+        checked.append(path.relative_to(run_dir).as_posix())
+    assert "config.json" in checked and "metrics.jsonl" in checked and "checkpoint/state.json" in checked, checked
+    return checked
+
+
+def test_diverging_run_stops_marks_failed_and_states_what_it_spent(tiny_model_dir, tmp_path, capsys):
+    """lr = 1e30 (issue 38): the loss goes NaN at step 2. The run stops there with one line, exit 3, marks
+    RUN_DIR/FAILED (the name scripts/reproduce.py reads), evaluates and saves no model, and says what ε the
+    steps it released spent; every JSON it wrote is strict."""
+    from minidp.cli import main
+
+    tsv = write_tiny_tsv(tmp_path / "train.tsv", 200)
+    out = tmp_path / "diverged"
+    code = main(["train", "--model", str(tiny_model_dir), "--task", "csv", "--train-file", str(tsv),
+                 "--text-column", "sentence", "--label-column", "label", "--epsilon", "3", "--lr", "1e30",
+                 "--steps", "6", "--batch-size", "32", "--max-length", "16", "--seed", "0", "--out", str(out),
+                 "--no-progress"])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    print(captured.out, err)
+    assert code == 3
+    assert len(err) == 1 and "stopped at step" in err[0], err
+    assert "the training loss is nan" in err[0] or "the parameters are not finite" in err[0], err
+    assert "FAILED" in err[0] and "ε =" in err[0]
+    assert "final eval" not in captured.out and "spent: ε =" in captured.out
+    assert (out / "FAILED").exists() and not (out / "model").exists() and not (out / "summary.json").exists()
+    failed = json.loads((out / "FAILED").read_text())
+    stopped = failed["steps"]
+    assert 1 <= stopped < 6 and failed["planned_steps"] == 6 and f"step {stopped} of 6" in failed["failed"]
+    assert failed["final_eval"] is None
+    # the ε of the steps released so far: the accountant's for `stopped` steps, and in the statement
+    acc = RDPAccountant()
+    acc.step(noise_multiplier=failed["noise_multiplier"], sample_rate=failed["sample_rate"], steps=stopped)
+    assert failed["epsilon"] == pytest.approx(acc.get_epsilon(failed["delta"]), rel=1e-12)
+    assert 0 < failed["epsilon"] < 3 and f"ε = {failed['epsilon']:.4f}" in captured.out
+    assert f"after {stopped} steps" in captured.out
+    rows = [json.loads(line) for line in (out / "metrics_nonprivate.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, stopped + 1))
+    assert rows[-1]["loss"] is None  # null, never NaN
+    assert not any(row.get("final") for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
+    assert "FAILED" in assert_strict_json_files(out)
+    # a failed run is not resumed into NaN, nor silently reused
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    assert "FAILED" in capsys.readouterr().err
+
+
+def test_nonfinite_run_through_the_api_and_each_check(tiny_model_dir, tmp_path):
+    """Through the API (SGD, lr = 1e38): RunFailed carries the summary; without --out nothing is written.
+    Then each check of nonfinite_reason on its own: loss, released gradient, parameters."""
+    from minidp.errors import RunFailed
+    from minidp.train import nonfinite_reason
+
+    tsv = write_tiny_tsv(tmp_path / "train.tsv", 200)
+    config = _config(tiny_model_dir, tsv, tmp_path / "run", privacy={"epsilon": 3.0, "noise_multiplier": None},
+                     run={"steps": 4, "out": None})
+    config = dataclasses.replace(config, optim=dataclasses.replace(config.optim, optimizer="sgd", lr=1e38))
+    with pytest.raises(RunFailed) as failure:
+        train(config, log=lambda *a: None)
+    assert failure.value.exit_code == 3 and "no run directory" in str(failure.value)
+    assert failure.value.summary["final_eval"] is None and failure.value.summary["epsilon"] > 0
+    assert not (tmp_path / "run").exists()
+
+    class Record:  # the three checks, one at a time
+        batch_size, mean_loss, released = 2, 0.5, None
+
+    assert nonfinite_reason(Record, params_finite=True) is None
+    assert "parameters" in nonfinite_reason(Record, params_finite=False)
+    Record.released = {"w": np.array([1.0, np.inf])}
+    assert "released gradient" in nonfinite_reason(Record, params_finite=True)
+    Record.released, Record.mean_loss = None, float("nan")
+    assert "loss is nan" in nonfinite_reason(Record, params_finite=True)
+    Record.batch_size = 0  # an empty batch has no loss (nan): not a failure
+    assert nonfinite_reason(Record, params_finite=True) is None

@@ -13,7 +13,7 @@ from minidp.backend import resolve_device
 from minidp.commands.flags import finite_float
 from minidp.errors import ConfigError, DataError
 from minidp.privacy import ACCOUNTANTS
-from minidp.rundir import RunDir
+from minidp.rundir import RunDir, strict_dumps
 from minidp.train import train
 from models.hf import read_config
 
@@ -268,7 +268,7 @@ def run(args) -> int:
         summary = train(config_from_args(args), overwrite=args.overwrite)
     final = summary.get("final_eval") or {}
     if args.json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "accountant"}, default=float))
+        print(strict_dumps({k: v for k, v in summary.items() if k != "accountant"}))
     elif final:
         print(f"final eval: accuracy = {final.get('accuracy', float('nan')):.4f} on {final.get('examples')} "
               f"examples" + (f", f1 = {final['f1']:.4f}" if "f1" in final else ""))

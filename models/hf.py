@@ -2,13 +2,13 @@
 
     model = load_pretrained(path, num_labels=None, dtype="float32", device=None, trainable="all", seed=0,
                             pooling=None)      # None: the checkpoint's pooling (checkpoint_pooling)
-    save_pretrained(model, out_dir)    # transformers.AutoModelForSequenceClassification loads it
+    model.save_pretrained(out_dir)     # = save_pretrained(model, out_dir); transformers' AutoModel... loads it
 
     lora = load_pretrained(path, trainable="lora", lora={"r": 8, "alpha": 16, "targets": ["query", "value"],
                                                           "dropout": 0.0})      # a fresh LoRA adapter
     lora = load_pretrained(path, trainable="lora", lora={"adapter": ADAPTER_DIR})  # a PEFT adapter on top
-    save_pretrained(lora, out_dir)     # a PEFT adapter directory (peft.PeftModel.from_pretrained loads it)
-    save_pretrained(lora.merge_lora(), out_dir)   # a plain HF model with W + (α/r)·B A
+    lora.save_pretrained(out_dir)      # a PEFT adapter directory (peft.PeftModel.from_pretrained loads it)
+    lora.merge_lora().save_pretrained(out_dir)    # a plain HF model with W + (α/r)·B A
 
 Reading accepts tensor names with or without the encoder prefix (``roberta.`` / ``bert.``; MiniLM's
 checkpoint has none) and ignores what a sequence classifier does not use (``lm_head.*``, ``cls.*``,
@@ -20,18 +20,23 @@ Pooling (minidp.nn.pooling): what the head reads, "cls" (position 0, transformer
 tokens' mean). ``pooling=None`` takes the checkpoint's (``checkpoint_pooling``): config.json's
 ``minidp_pooling`` (which save_pretrained writes), else sentence-transformers' ``1_Pooling/config.json``
 (``pooling_mode_mean_tokens`` true -> "mean", else ``pooling_mode_cls_token`` true -> "cls"), else "cls".
-transformers ignores ``minidp_pooling``: its ``*ForSequenceClassification`` always reads position 0, so a
-"mean" model's logits are, in torch (BERT; RoBERTa: classifier.dense -> tanh -> classifier.out_proj)::
 
-    h = hf.bert(input_ids, attention_mask=mask).last_hidden_state             # (B, T, C)
-    m = mask[..., None].to(h.dtype)                                           # (B, T, 1)
-    z = (h * m).sum(1) / m.sum(1).clamp(min=1)                                # (B, C) masked mean
-    logits = hf.classifier(torch.tanh(hf.bert.pooler.dense(z)))               # (B, K), eval mode
+What transformers reads. Its ``Bert/RobertaForSequenceClassification`` read position 0, which is a "cls"
+model: save_pretrained writes it as such (``model_type`` "bert" / "roberta"). A "mean" model is written so
+that it cannot be read as one of those: ``model_type`` "minidp_mean_pooling_bert" (or ``_roberta``), a class
+transformers does not have, with ``auto_map`` pointing to ``modeling_minidp.py``, which save_pretrained copies
+beside the weights (from ``modeling_minidp.txt``: the same encoder and head, fed the masked mean). So
+``AutoModelForSequenceClassification.from_pretrained(DIR, trust_remote_code=True)`` computes minidp's
+logits, and without ``trust_remote_code=True`` it refuses ("contains custom code which must be executed to
+correctly load the model"). ``read_config`` reads such a ``model_type`` back as its family.
 
-LoRA (models/lora.py): ``lora={"r", "alpha", "targets", "dropout"}`` adds fresh factors (B = 0, drawn from
-``seed``'s init stream after any head); ``lora={"adapter": DIR}`` reads a PEFT adapter directory
-(adapter_config.json + adapter_model.safetensors): its factors, and its head when it saved one
-(``modules_to_save``), which then replaces the checkpoint's.
+LoRA (models/lora.py): ``lora={"r", "alpha", "targets", "dropout", "modules_to_save"}`` adds fresh factors
+(B = 0, drawn from ``seed``'s init stream after any head); ``trainable="lora"`` then trains them and PEFT's
+SEQ_CLS head, ``classifier.*`` (+ BERT's pooler with ``"modules_to_save": ["pooler"]``).
+``lora={"adapter": DIR}`` reads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors): its
+factors, and its head when it saved one (``modules_to_save``), which then replaces the checkpoint's. An
+adapter carries no pooling: a "mean" model's adapter computes this model's logits on the base's "mean" export
+(loaded with ``trust_remote_code=True``), not on the plain base.
 """
 from __future__ import annotations
 
@@ -61,11 +66,17 @@ IGNORED_PREFIXES = ("lm_head.", "cls.")  # pretraining heads
 IGNORED_SUFFIXES = ("position_ids", "token_type_ids")  # buffers, not parameters
 ACCEPTED_DTYPES = ("float16", "float32", "float64")
 POOLING_FIELD = "minidp_pooling"  # config.json: the pooling a minidp model was saved with
+# A "mean" model's config.json: a model_type transformers has no class for, and the code that has it.
+MEAN_POOLING_MODEL_TYPES = {"bert": "minidp_mean_pooling_bert", "roberta": "minidp_mean_pooling_roberta"}
+MEAN_POOLING_CLASSES = {"bert": "MeanPoolingBert", "roberta": "MeanPoolingRoberta"}  # + Config / ForSequence...
+REMOTE_CODE_FILE = "modeling_minidp.py"  # written beside the weights of a "mean" model
+REMOTE_CODE_TEMPLATE = Path(__file__).with_name("modeling_minidp.txt")
 ST_POOLING_CONFIG = Path("1_Pooling") / CONFIG_FILE  # sentence-transformers' pooling module
 
 
 def read_config(path) -> dict:
-    """The parsed config.json of a checkpoint directory (DataError naming the file if missing/unreadable)."""
+    """The parsed config.json of a checkpoint directory (DataError naming the file if missing/unreadable);
+    a "mean" export's ``model_type`` read as its family ("bert" / "roberta"; module docstring)."""
     file = Path(path) / CONFIG_FILE
     if not Path(path).is_dir():
         raise DataError(f"{path}: not a checkpoint directory (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
@@ -84,6 +95,10 @@ def read_config(path) -> dict:
         raise DataError(f"{file}: not valid JSON ({err})") from None
     if not isinstance(raw, dict):
         raise DataError(f"{file}: expected a JSON object")
+    family = {exported: name for name, exported in MEAN_POOLING_MODEL_TYPES.items()}.get(raw.get("model_type"))
+    if family is not None:  # minidp's own "mean" export: its family, without the pointers to the remote code
+        raw = {key: value for key, value in raw.items() if key not in ("auto_map", "architectures")}
+        raw["model_type"] = family
     return raw
 
 
@@ -271,7 +286,15 @@ def hf_config(model: SequenceClassifier) -> dict:
     raw["label2id"] = {label: int(i) for i, label in id2label.items()}
     raw["num_labels"] = cfg.num_labels
     raw["dtype"] = model.dtype.name
-    raw[POOLING_FIELD] = model.pooling  # load_pretrained(pooling=None) reads it back; transformers ignores it
+    raw[POOLING_FIELD] = model.pooling  # load_pretrained(pooling=None) reads it back
+    raw.pop("auto_map", None)
+    if model.pooling == "mean":  # not a class transformers has: its model_type and code say so (module docstring)
+        name = MEAN_POOLING_CLASSES[cfg.model_type]
+        raw["model_type"] = MEAN_POOLING_MODEL_TYPES[cfg.model_type]
+        raw["architectures"] = [f"{name}ForSequenceClassification"]
+        module = REMOTE_CODE_FILE.removesuffix(".py")
+        raw["auto_map"] = {"AutoConfig": f"{module}.{name}Config",
+                           "AutoModelForSequenceClassification": f"{module}.{name}ForSequenceClassification"}
     return raw
 
 
@@ -291,8 +314,8 @@ def _atomic_write(file: Path, write) -> None:
 def save_pretrained(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
     """Write ``out_dir``/config.json and model.safetensors (full prefixed names, ``dtype`` default the
     model's), and copy tokenizer files from the source checkpoint when present. Returns ``out_dir``.
-    config.json records ``minidp_pooling``; transformers reads position 0 whatever it says (a "mean" model's
-    logits in torch: the module docstring).
+    config.json records ``minidp_pooling``; a "mean" model also gets ``modeling_minidp.py`` and a config.json
+    that transformers loads only with ``trust_remote_code=True``, as that model (module docstring).
 
     A model with LoRA layers writes a PEFT adapter instead (``save_adapter``), as PEFT's own save_pretrained
     does; save ``model.merge_lora()`` for a plain checkpoint."""
@@ -303,6 +326,8 @@ def save_pretrained(model: SequenceClassifier, out_dir, *, dtype=None) -> Path:
     config = hf_config(model)
     config["dtype"] = save_dtype.name
     _atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    if "auto_map" in config:
+        _atomic_write(out / REMOTE_CODE_FILE, lambda tmp: shutil.copyfile(REMOTE_CODE_TEMPLATE, tmp))
     _atomic_write(out / CONFIG_FILE,
                   lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n"))
     _copy_tokenizer(model, out)

@@ -12,6 +12,7 @@ from minidp.backend import to_host
 from minidp.errors import ConfigError, DataError
 from models import load_pretrained, save_pretrained
 from models.config import EncoderConfig, init_params, param_shapes
+from models.hf import MEAN_POOLING_MODEL_TYPES, REMOTE_CODE_TEMPLATE, PretrainedClassifier, read_config
 from models.roberta import SequenceClassifier
 
 CONFIG = dict(model_type="bert", vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
@@ -179,3 +180,45 @@ def test_save_copies_tokenizer_files(tmp_path):
     again = load_pretrained(out, dtype="float64")
     assert again.init_report == []
     assert all(np.array_equal(to_host(again.params[n]), to_host(model.params[n])) for n in model.params)
+
+
+def test_the_model_load_pretrained_returns_saves_itself(tmp_path):
+    """model.save_pretrained(out) (the method a transformers / PEFT user types) is the one writer,
+    models.hf.save_pretrained(model, out): the same files, byte for byte; merge_lora() keeps the method."""
+    path = _write_checkpoint(tmp_path / "ck", head=False)
+    model = load_pretrained(path, dtype="float64", verbose=False)
+    assert isinstance(model, PretrainedClassifier) and isinstance(model, SequenceClassifier)
+    assert model.save_pretrained(tmp_path / "method") == tmp_path / "method"
+    save_pretrained(model, tmp_path / "function")
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "method" / name).read_bytes() == (tmp_path / "function" / name).read_bytes(), name
+    lora = load_pretrained(path, dtype="float64", trainable="lora", lora={"r": 2, "alpha": 4}, verbose=False)
+    assert (lora.save_pretrained(tmp_path / "adapter") / "adapter_config.json").is_file()
+    merged = lora.merge_lora()
+    assert isinstance(merged, PretrainedClassifier)
+    assert (merged.save_pretrained(tmp_path / "merged") / "model.safetensors").is_file()
+
+
+def test_a_mean_pooling_export_names_its_pooling_and_reads_back(tmp_path):
+    """pooling "mean": config.json's model_type is one transformers has no class for, auto_map points to the
+    modeling_minidp.py written beside it; minidp reads it back as its family, and a "cls" re-save of it is a
+    plain checkpoint again (no auto_map, model_type "bert")."""
+    path = _write_checkpoint(tmp_path / "ck", head=False)
+    model = load_pretrained(path, dtype="float64", pooling="mean", verbose=False)
+    out = model.save_pretrained(tmp_path / "mean")
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["model_type"] == MEAN_POOLING_MODEL_TYPES["bert"] == "minidp_mean_pooling_bert"
+    assert raw["architectures"] == ["MeanPoolingBertForSequenceClassification"]
+    assert raw["auto_map"] == {"AutoConfig": "modeling_minidp.MeanPoolingBertConfig",
+                               "AutoModelForSequenceClassification":
+                                   "modeling_minidp.MeanPoolingBertForSequenceClassification"}
+    assert (out / "modeling_minidp.py").read_text() == REMOTE_CODE_TEMPLATE.read_text()
+    assert read_config(out)["model_type"] == "bert" and "auto_map" not in read_config(out)
+    again = load_pretrained(out, dtype="float64", verbose=False)
+    assert again.pooling == "mean" and again.config.model_type == "bert"
+    assert all(np.array_equal(to_host(again.params[n]), to_host(model.params[n])) for n in model.params)
+    as_cls = load_pretrained(out, dtype="float64", pooling="cls", verbose=False).save_pretrained(tmp_path / "cls")
+    raw = json.loads((as_cls / "config.json").read_text())
+    assert raw["model_type"] == "bert" and "auto_map" not in raw and raw["minidp_pooling"] == "cls"
+    assert raw["architectures"] == ["BertForSequenceClassification"]
+    assert not (as_cls / "modeling_minidp.py").exists()

@@ -22,11 +22,11 @@ from tests.oracle.peft_lora import (build_peft_classifier, peft_loss_and_grads, 
                                     trainable_names)
 
 TOL = 1e-8
-# (r, alpha, targets, modules_to_save): PEFT's default attention pair, a wider set (PEFT's suffix rule:
-# "output.dense" selects attention.output.dense and the FFN's output.dense), both with PEFT's SEQ_CLS default head
-# (the classifier; BERT's pooler frozen), and the pair with BERT's pooler named (trained in full)
-SETTINGS = {"qv": (4, 8, ["query", "value"], None), "wide": (3, 5, ["key", "output.dense", "intermediate.dense"], None),
-            "qv_pooler": (4, 8, ["query", "value"], ["pooler"])}
+# (r, alpha, targets, modules_to_save per family): PEFT's default attention pair with PEFT's SEQ_CLS default head
+# (the classifier; BERT's pooler frozen), and a wider set (PEFT's suffix rule: "output.dense" selects
+# attention.output.dense and the FFN's output.dense) with BERT's pooler named (trained in full; RoBERTa has none)
+SETTINGS = {"qv": (4, 8, ["query", "value"], {}),
+            "wide_pooler": (3, 5, ["key", "output.dense", "intermediate.dense"], {"bert": ["pooler"]})}
 
 
 def _kwargs(batch):
@@ -47,9 +47,8 @@ def _assert_close(ours: dict, ref: dict, label: str, tol=TOL):
 def setup(request, hf_pair, family, tmp_path_factory):
     """(peft model, minidp model read from its saved adapter, batch, base dir, adapter dir)."""
     _, base_dir = hf_pair
-    r, alpha, targets, modules_to_save = SETTINGS[request.param]
-    if modules_to_save and family == "roberta":
-        pytest.skip("RoBERTa's head has no pooler (classifier.dense trains with the classifier)")
+    r, alpha, targets, extra = SETTINGS[request.param]
+    modules_to_save = extra.get(family)
     peft_model = build_peft_classifier(family, r=r, alpha=alpha, targets=targets, seed=0,
                                        modules_to_save=modules_to_save)
     adapter_dir = tmp_path_factory.mktemp(f"adapter_{family}_{request.param}")

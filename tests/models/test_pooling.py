@@ -2,8 +2,9 @@
 
 - per-example records of the whole model with pooling="mean" equal torch autograd, one example at a time, on
   the same transformers model with its head fed the masked mean (tests/oracle/hf_models.mean_pooled_logits);
-- save_pretrained records minidp_pooling; transformers loads the directory, and the masked mean + the head by
-  hand in torch gives minidp's logits; load_pretrained reads "mean" back;
+- save_pretrained records minidp_pooling and writes a "mean" model so that transformers loads it only with
+  trust_remote_code=True, as that model (minidp's logits), never as a plain [CLS] classifier; load_pretrained
+  reads "mean" back;
 - the default from the checkpoint: config.json's minidp_pooling, else 1_Pooling/config.json, else "cls", and
   the installed MiniLM (sentence-transformers, mean pooling) defaults to "mean".
 """
@@ -107,26 +108,56 @@ def test_mean_pooled_gradients_do_not_depend_on_padding(mean_setup):
             assert max_rel_diff(wide_grads[name], g) <= 1e-12, name
 
 
-def test_mean_pooling_export_reproduced_by_transformers(mean_setup, tmp_path):
-    """save_pretrained -> transformers (float64): BertModel/RobertaModel last_hidden_state -> masked mean ->
-    the head by hand (docs/layers.md, "Pooling") gives minidp's logits; load_pretrained reads "mean" back."""
+def test_mean_pooling_export_loads_as_itself_in_transformers_or_not_at_all(mean_setup, tmp_path):
+    """model.save_pretrained -> transformers (float64): AutoModelForSequenceClassification refuses the directory
+    without trust_remote_code=True (it is no plain [CLS] classifier), and with it loads modeling_minidp.py's
+    class, whose logits are minidp's and the masked mean + the head by hand in torch; load_pretrained reads
+    "mean" back."""
     torch = require_module("torch")
     transformers = require_module("transformers")
-    _, model, batch = mean_setup
-    save_pretrained(model, tmp_path)
+    hf_model, model, batch = mean_setup
+    model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())[POOLING_FIELD] == "mean"
+    with pytest.raises(ValueError, match="contains custom code which must be executed to correctly load the model"):
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path, dtype=torch.float64)
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(
-        tmp_path, dtype=torch.float64, attn_implementation="eager").eval()
+        tmp_path, trust_remote_code=True, dtype=torch.float64, attn_implementation="eager").eval()
+    assert type(hf).__name__.startswith("MeanPooling")
     ours = model.forward(**_kwargs(batch))
-    diff = max_rel_diff(ours, torch_logits(hf, batch, logits_fn=mean_pooled_logits))
-    print(f"saved -> transformers, masked mean + head by hand: logits max relative difference {diff:.2e}")
-    assert diff <= TOL
+    diff = max_rel_diff(ours, torch_logits(hf, batch))
+    by_hand = max_rel_diff(ours, torch_logits(hf_model, batch, logits_fn=mean_pooled_logits))
+    print(f"mean export -> transformers (trust_remote_code): logits max relative difference {diff:.2e}; "
+          f"masked mean + head by hand {by_hand:.2e}")
+    assert diff <= TOL and by_hand <= TOL
+    assert max_rel_diff(ours, torch_logits(hf_model, batch)) > 1e-3  # what reading [CLS] would have given
     again = load_pretrained(tmp_path, dtype="float64")
     assert again.pooling == "mean"
     assert max_rel_diff(again.forward(**_kwargs(batch)), ours) <= 1e-12
     as_cls = load_pretrained(tmp_path, dtype="float64", pooling="cls")  # explicit wins over minidp_pooling
     assert as_cls.pooling == "cls"
-    assert max_rel_diff(as_cls.forward(**_kwargs(batch)), torch_logits(hf, batch)) <= TOL  # transformers' own head
+    assert max_rel_diff(as_cls.forward(**_kwargs(batch)), torch_logits(hf_model, batch)) <= TOL  # transformers' head
+
+
+def test_mean_pooling_lora_adapter_loads_on_the_base_s_mean_export(mean_setup, tmp_path):
+    """A PEFT adapter carries no pooling: on the plain base PEFT would read [CLS]. On the base's own mean export,
+    loaded with trust_remote_code=True, peft.PeftModel.from_pretrained gives minidp's logits (float64)."""
+    torch = require_module("torch")
+    peft = require_module("peft")
+    transformers = require_module("transformers")
+    _, model, batch = mean_setup
+    lora = load_pretrained(model.source_dir, dtype="float64", trainable="lora", pooling="mean",
+                           lora={"r": 2, "alpha": 4, "targets": ["query", "value"]})
+    rng = np.random.default_rng(2)
+    for name in lora.trainable:  # as if trained
+        lora.params[name] = lora.params[name] + 0.05 * rng.standard_normal(lora.params[name].shape)
+    lora.save_pretrained(tmp_path / "adapter")
+    model.save_pretrained(tmp_path / "base_mean")  # the base (no LoRA), mean pooling
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tmp_path / "base_mean", trust_remote_code=True, dtype=torch.float64, attn_implementation="eager")
+    reloaded = peft.PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    diff = max_rel_diff(lora.forward(**_kwargs(batch)), torch_logits(reloaded, batch))
+    print(f"mean-pooling LoRA adapter on the base's mean export -> peft: logits max relative difference {diff:.2e}")
+    assert diff <= TOL
 
 
 def test_merge_lora_keeps_the_pooling(mean_setup):

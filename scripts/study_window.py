@@ -102,17 +102,23 @@ def run_steps(records: Path, run_name: str):
 
 def seconds_per_step(rows: list[dict], records: Path, jobs: int) -> dict:
     """{arm: median wall seconds per step} over the ledger's finished fresh runs made at ``jobs`` concurrent
-    runs (rows without "jobs" count as EARLIER_JOBS). Search runs count under their arm ('ft_lr0.003' -> 'ft')."""
-    per_arm: dict[str, list[float]] = {}
+    runs (rows without "jobs" count as EARLIER_JOBS); an arm never run at ``jobs`` takes its median over every
+    concurrency (at more runs at once a step is slower: the estimate errs long). Search runs count under their
+    arm ('ft_lr0.003' -> 'ft')."""
+    at_jobs: dict[str, list[float]] = {}
+    at_any: dict[str, list[float]] = {}
     for row in rows:
-        if row.get("action") != "fresh" or not row.get("finished") or int(row.get("jobs", EARLIER_JOBS)) != jobs:
+        if row.get("action") != "fresh" or not row.get("finished"):
             continue
         steps = row.get("steps") or run_steps(records, row["run"])
         if not steps:
             continue
         arm = arm_of(row["run"]).split("_lr")[0]
-        per_arm.setdefault(arm, []).append(float(row["wall_seconds"]) / steps)
-    return {arm: statistics.median(v) for arm, v in per_arm.items()}
+        rate = float(row["wall_seconds"]) / steps
+        at_any.setdefault(arm, []).append(rate)
+        if int(row.get("jobs", EARLIER_JOBS)) == jobs:
+            at_jobs.setdefault(arm, []).append(rate)
+    return {arm: statistics.median(at_jobs.get(arm) or v) for arm, v in at_any.items()}
 
 
 def flag_value(flags: list, name: str):

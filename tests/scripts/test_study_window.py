@@ -246,3 +246,14 @@ def test_a_setting_can_have_its_own_search_for_an_arm(reproduce, tmp_path):
     assert lr("other/ft/seed0") == lr("other/rmt/seed0") == "0.5"
     assert runs["other/rmt/seed0"].meta["lr_from"] == "ft@other" and runs["main/rmt/seed0"].meta["lr_from"] == "ft"
     assert "val2/ft_lr0.5/seed0" in runs and runs["val2/ft_lr0.5/seed0"].meta["search_arm"] == "ft@other"
+
+
+def test_an_arm_never_run_at_this_concurrency_takes_its_rate_at_any(reproduce, tmp_path):
+    import study_window  # noqa: PLC0415
+
+    rows = [{"run": "s/ft/seed0", "action": "fresh", "finished": True, "wall_seconds": 2000, "steps": 100, "jobs": 2},
+            {"run": "s/ft/seed1", "action": "fresh", "finished": True, "wall_seconds": 1000, "steps": 100, "jobs": 1},
+            {"run": "s/lora/seed0", "action": "fresh", "finished": True, "wall_seconds": 1500, "steps": 100},
+            {"run": "s/rmt/seed0", "action": "resume", "finished": True, "wall_seconds": 10, "steps": 100, "jobs": 1}]
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=1) == {"ft": 10.0, "lora": 15.0}
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=2) == {"ft": 20.0, "lora": 15.0}

@@ -2,9 +2,9 @@
 # The GPU check, on a machine with an NVIDIA GPU and CuPy (pip install '.[gpu,test]'):
 #   1. the whole test suite with the device fixture set to cuda (MINIDP_TEST_DEVICES=cuda, and
 #      MINIDP_DEVICE=cuda so every default follows), going on past failures and listing them;
-#   2. scripts/bench_step.py --device cuda: the minidp DP step vs the non-private step vs Opacus, on the same
+#   2. scripts/bench/bench_step.py --device cuda: the minidp DP step vs the non-private step vs Opacus, on the same
 #      GPU (time with a device synchronisation around it, memory from CuPy's pool / torch.cuda);
-#   3. scripts/bench_denoise.py --device cuda: the denoiser's time and its overhead on the DP step of 2.;
+#   3. scripts/bench/bench_denoise.py --device cuda: the denoiser's time and its overhead on the DP step of 2.;
 # then writes everything to one JSON file, ${OUT:-gpu_results}/gpu_check.json, and prints every figure.
 #
 #   bash scripts/gpu_check.sh                                    # on the GPU machine
@@ -54,15 +54,15 @@ else
 fi
 
 echo "== 2/3 DP step vs non-private vs Opacus, on the GPU"
-python scripts/bench_step.py --device cuda "${step_args[@]}" --json "$out/bench_step.json" 2>&1 \
+python -m scripts.bench.bench_step --device cuda "${step_args[@]}" --json "$out/bench_step.json" 2>&1 \
   | tee "$out/bench_step.txt"
 echo "${PIPESTATUS[0]}" > "$out/bench_step.rc"
 
 echo "== 3/3 the denoiser on the GPU"
 dp_step=()
 [ -f "$out/bench_step.json" ] && dp_step=(--dp-step-json "$out/bench_step.json")
-python scripts/bench_denoise.py --device cuda ${denoise_args[@]+"${denoise_args[@]}"} \
+python -m scripts.bench.bench_denoise --device cuda ${denoise_args[@]+"${denoise_args[@]}"} \
   ${dp_step[@]+"${dp_step[@]}"} --json "$out/bench_denoise.json" 2>&1 | tee "$out/bench_denoise.txt"
 echo "${PIPESTATUS[0]}" > "$out/bench_denoise.rc"
 
-python scripts/gpu_check_report.py "$out"
+python -m scripts.gpu_check_report "$out"

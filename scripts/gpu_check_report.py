@@ -1,6 +1,6 @@
 """The last step of scripts/gpu_check.sh: gather its outputs into one JSON file and print every figure.
 
-    python scripts/gpu_check_report.py OUT_DIR
+    python -m scripts.gpu_check_report OUT_DIR
 
 Reads OUT_DIR/device.json, pytest_cuda.xml (JUnit), bench_step.json, bench_denoise.json and the exit
 statuses (*.rc); writes OUT_DIR/gpu_check.json = {"device", "suite", "dp_step", "denoiser", "exit_status",

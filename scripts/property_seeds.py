@@ -1,8 +1,8 @@
 """Run the property tests under many Hypothesis seeds, to find a flaky one before a user does.
 
-    python scripts/property_seeds.py                          # tests/nn under seeds 1..50
-    python scripts/property_seeds.py --start 101 --count 20 tests/nn tests/denoise
-    python scripts/property_seeds.py --dry-run                # print the commands only
+    python -m scripts.property_seeds                          # tests/nn under seeds 1..50
+    python -m scripts.property_seeds --start 101 --count 20 tests/nn tests/denoise
+    python -m scripts.property_seeds --dry-run                # print the commands only
 
 CI runs the derandomised "ci" profile (tests/conftest.py): the same examples every time, so a draw that
 fails one time in a hundred never shows there, while a newcomer's plain `pytest` draws new examples on

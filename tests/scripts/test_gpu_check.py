@@ -2,7 +2,6 @@
 benchmarks' --device cuda paths on the stand-in (no implicit host copy in them)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,14 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scripts.bench import bench_denoise, bench_step
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_gpu_check_runs_end_to_end_on_the_stand_in_and_names_every_figure(tmp_path):
@@ -43,11 +37,10 @@ def test_gpu_check_runs_end_to_end_on_the_stand_in_and_names_every_figure(tmp_pa
 
 
 def test_bench_step_on_the_device_computes_the_host_gradient(stand_in):
-    bench = load_script("bench_step")
     tiny = {"model": "minilm", "seq_len": 16, "batch": 4, "repeats": 1, "seed": 0, "max_grad_norm": 1.0,
             "layers": 1, "vocab_size": 2000, "method": "minidp_dp"}
-    on_gpu = bench.run_measurement({**tiny, "device": "cuda"})
-    on_cpu = bench.run_measurement({**tiny, "device": "cpu"})
+    on_gpu = bench_step.run_measurement({**tiny, "device": "cuda"})
+    on_cpu = bench_step.run_measurement({**tiny, "device": "cpu"})
     assert on_gpu["status"] == on_cpu["status"] == "ok", on_gpu
     assert on_gpu["device"] == "cuda" and "CuPy memory pool" in on_gpu["memory_method"]
     assert on_gpu["grad_norm"] == pytest.approx(on_cpu["grad_norm"], rel=1e-5)
@@ -56,17 +49,15 @@ def test_bench_step_on_the_device_computes_the_host_gradient(stand_in):
 def test_norm_of_device_gradients_makes_one_host_copy(stand_in):
     from tests import fake_cupy
 
-    bench = load_script("bench_step")
     grads = {"a": stand_in.asarray(np.arange(6.0).reshape(2, 3)), "b": stand_in.ones(2**20 + 3, dtype=np.float32)}
     with fake_cupy.count_syncs() as syncs:
-        norm = bench._norm_of(grads)
+        norm = bench_step._norm_of(grads)
     assert syncs.total == 1 and norm == pytest.approx(np.sqrt(55.0 + 2**20 + 3))
 
 
 def test_bench_denoise_on_the_device(stand_in, tmp_path):
-    bench = load_script("bench_denoise")
     out = tmp_path / "denoise.json"
-    assert bench.main(["--device", "cuda", "--shape", "1,32,64", "--dp-step-s", "1.0", "--json", str(out)]) == 0
+    assert bench_denoise.main(["--device", "cuda", "--shape", "1,32,64", "--dp-step-s", "1.0", "--json", str(out)]) == 0
     (data,) = json.loads(out.read_text()).values()
     assert data["device"] == "cuda" and data["fast_overhead"] == pytest.approx(data["fast_s"])
     for case in data["cases"].values():

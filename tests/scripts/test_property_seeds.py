@@ -1,13 +1,7 @@
 """scripts/property_seeds.py: one pytest per seed under the random "seeds" profile (never run in the suite)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("property_seeds", ROOT / "scripts" / "property_seeds.py")
-property_seeds = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(property_seeds)
+from scripts import property_seeds
 
 
 def test_each_seed_is_its_own_random_pytest_run(capsys):

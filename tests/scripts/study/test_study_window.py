@@ -1,0 +1,245 @@
+"""The time-boxed study window (scripts/reproduce.py --records/--jobs/--minutes/--commit, scripts/study/study_window.py)
+driven by a fake clock and a fake runner: it never starts a run that cannot end before the deadline, a fresh runs
+directory starts with the next unfinished run (no search or finished run repeated), it commits only records and
+reports, and a stopped window resumes where it stopped."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from scripts.study import reproduce, study_window
+
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.t += seconds
+
+
+class FakeChild:
+    """A run that ends ``seconds`` after it starts on the fake clock and then writes a summary (steps, accuracy)."""
+
+    def __init__(self, clock, spec, seconds, steps, accuracy):
+        self.clock, self.spec, self.end, self.steps, self.accuracy = clock, spec, clock.now() + seconds, steps, accuracy
+        self.cpu_seconds, self.rc, self.stop = None, None, False
+        spec.path.mkdir(parents=True, exist_ok=True)
+
+    def poll(self):
+        if self.rc is None and self.clock.now() >= self.end:
+            self.rc, self.cpu_seconds = 0, self.end - (self.end - 1.0)
+            self.spec.path.joinpath("summary.json").write_text(json.dumps(
+                {"steps": self.steps, "final_eval": {"accuracy": self.accuracy}}))
+            self.spec.path.joinpath("metrics.jsonl").write_text(json.dumps({"step": self.steps}) + "\n")
+        return self.rc
+
+    def stopped(self):
+        return self.stop
+
+    def terminate(self):
+        if self.rc is None:
+            self.rc = -signal.SIGTERM
+
+
+class FakeRunner:
+    """launch(spec, action): every run takes ``rate`` s/step of its --steps or the setting's expected steps."""
+
+    def __init__(self, clock, rate=10.0, steps=100):
+        self.clock, self.rate, self.steps, self.started = clock, rate, steps, []
+
+    def __call__(self, spec, action):
+        self.started.append(spec.name)
+        steps = int(spec.flags[spec.flags.index("--steps") + 1]) if "--steps" in spec.flags else self.steps
+        accuracy = 0.9 if "lr0.01" in spec.arm else 0.8  # the search chooses lr 0.01
+        return FakeChild(self.clock, spec, self.rate * steps, steps, accuracy)
+
+
+class FakeGit:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, args, cwd):
+        self.calls.append(list(args))
+        return 0
+
+
+def plan_file(tmp: Path) -> Path:
+    plan = {
+        "variables": {"steps": 100},
+        "common": ["--no-progress"],
+        "settings": {
+            "val": {"task": "sst2", "epsilon": 3, "flags": ["--task", "sst2", "--steps", "20"]},
+            "main": {"task": "sst2", "epsilon": 3, "expected_steps": 100,
+                     "flags": ["--task", "sst2", "--lr", "{lr}"]}},
+        "arms": {"ft": {"flags": ["--denoise", "none"], "role": "baseline"},
+                 "rmt": {"flags": ["--denoise", "rmt"], "role": "denoised"},
+                 "short": {"flags": ["--steps", "10", "--lr", "{lr}"], "role": "comparison"}},
+        "arm_searches": {"ft": {"setting": "val", "seed": 0, "lrs": [0.001, 0.01]}, "rmt": {"same_as": "ft"},
+                         "short": {"same_as": "ft"}},
+        "phases": [{"name": "p", "settings": ["main"], "arms": ["ft", "rmt", "short"], "seeds": [0, 1]}],
+    }
+    path = tmp / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def window(tmp: Path, runs: str, *, minutes=None, jobs=1, commit=False, rate=10.0, records_rows=None):
+    """Run one window on fresh runs directory ``runs`` over the shared records; returns (runner, git, output)."""
+    records = tmp / "records"
+    records.mkdir(exist_ok=True)
+    for row in records_rows or []:
+        with (records / "ledger.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    argv = ["--runs-dir", str(tmp / runs), "--plan", str(tmp / "plan.json"), "--records", str(records),
+            "--reports", str(tmp / "reports"), "--jobs", str(jobs)]
+    argv += ["--minutes", str(minutes)] if minutes else []
+    argv += ["--commit"] if commit else []
+    args = reproduce.parse_args(argv)
+    plan = reproduce.load_plan(args.plan, [])
+    clock, git = FakeClock(), FakeGit()
+    runner = FakeRunner(clock, rate=rate)
+
+    def report():
+        (tmp / "reports").mkdir(exist_ok=True)
+        (tmp / "reports" / "r.md").write_text("report\n")
+        return [tmp / "reports" / "r.md"]
+
+    (tmp / runs).mkdir(parents=True, exist_ok=True)
+    rc = reproduce.run_window(plan, tmp / runs, args, reproduce.Interrupt(), clock=clock, launch=runner, git=git,
+                              report=report)
+    assert rc == 0
+    return runner, git, clock
+
+
+def rows_at(rate, steps=100, jobs=1):
+    """Ledger rows of finished fresh runs that took ``rate`` s/step (what the deadline's estimate reads)."""
+    return [{"run": f"main/{arm}/seed9", "action": "fresh", "finished": True, "wall_seconds": rate * steps,
+             "steps": steps, "jobs": jobs, "rc": 0} for arm in ("ft", "rmt", "short")]
+
+
+def test_an_unlimited_window_runs_the_searches_then_every_run_and_keeps_records(tmp_path):
+    plan_file(tmp_path)
+    runner, _, _ = window(tmp_path, "runs1")
+    assert runner.started[:2] == ["val/ft_lr0.001/seed0", "val/ft_lr0.01/seed0"]
+    assert len(runner.started) == 2 + 6
+    for name in runner.started:  # every finished run's records are in the records folder
+        assert (tmp_path / "records" / name / "summary.json").exists()
+    rows = [json.loads(line) for line in (tmp_path / "records" / "ledger.jsonl").read_text().splitlines()]
+    assert [r["run"] for r in rows] == runner.started and all(r["jobs"] == 1 and r["finished"] for r in rows)
+
+
+def test_never_starts_a_run_that_cannot_end_before_the_deadline(tmp_path):
+    plan_file(tmp_path)
+    for name in ("val/ft_lr0.001/seed0", "val/ft_lr0.01/seed0"):  # the search is done
+        (tmp_path / "records" / name).mkdir(parents=True)
+        (tmp_path / "records" / name / "summary.json").write_text(json.dumps(
+            {"steps": 20, "final_eval": {"accuracy": 0.9 if "0.01" in name else 0.8}}))
+    # 10 s/step: a 100-step run is expected to take 1150 s (19.2 min), the 10-step one 115 s. In 25 minutes:
+    # main/ft/seed0 (1000 s) fits; then 500 s are left: main/rmt/seed0 (1150 s expected) does not, the short
+    # arm's seed 0 (115 s) does, and seed 1's after it (400 s left); nothing else
+    runner, _, clock = window(tmp_path, "runs", minutes=25, records_rows=rows_at(10.0))
+    assert runner.started == ["main/ft/seed0", "main/short/seed0", "main/short/seed1"]
+    assert clock.now() - 1000.0 <= 25 * 60  # every started run ended before the deadline
+
+
+def test_a_fresh_window_starts_with_the_next_unfinished_run(tmp_path):
+    plan_file(tmp_path)
+    first, _, _ = window(tmp_path, "window1", minutes=25, records_rows=rows_at(10.0))
+    # the first window runs the search (2 x 200 s), after which main/ft/seed0 (1150 s expected) no longer fits in
+    # the 1100 s left, but the two short runs do
+    assert first.started[:2] == ["val/ft_lr0.001/seed0", "val/ft_lr0.01/seed0"]
+    second, _, _ = window(tmp_path, "window2")  # a new machine: an empty runs directory
+    assert not set(second.started) & set(first.started)  # nothing finished (search included) runs again
+    assert second.started[0] == "main/ft/seed0"
+    assert len(first.started) + len(second.started) == 8
+
+
+def test_commits_only_records_and_reports(tmp_path):
+    plan_file(tmp_path)
+    runner, git, _ = window(tmp_path, "runs", commit=True)
+    commits = [c for c in git.calls if c[0] == "commit"]
+    assert len(commits) == len(runner.started)  # one commit per finished run
+    for call in git.calls:
+        paths = call[call.index("--") + 1:]
+        assert paths and all(p.startswith(("records", "reports")) or "/records/" in p or "/reports/" in p
+                             for p in paths), call
+    for call in commits:
+        assert "--only" in call and any(name in call[call.index("-m") + 1] for name in runner.started)
+
+
+def test_two_jobs_run_at_once_and_each_row_says_so(tmp_path):
+    plan_file(tmp_path)
+    runner, _, clock = window(tmp_path, "runs", jobs=2)
+    rows = [json.loads(line) for line in (tmp_path / "records" / "ledger.jsonl").read_text().splitlines()]
+    assert all(r["jobs"] == 2 for r in rows) and len(rows) == 8
+    # two at a time: the two 200-s search runs together, then six runs two by two (1000, 1000, 100 s)
+    assert clock.now() - 1000.0 < 200 + 1000 + 1000 + 100 + 50
+
+
+def test_paused_time_extends_the_deadline():
+
+    clock = FakeClock()
+    deadline = study_window.Deadline(clock, minutes=10, poll=5)
+    clock.sleep(5)
+    deadline.tick()
+    assert deadline.left() == pytest.approx(600 - 5)
+    clock.sleep(300)  # the scheduler itself was stopped for 5 minutes
+    deadline.tick()
+    assert deadline.left() == pytest.approx(600 - 10)  # 300 s passed, 295 s of them paused
+    clock.sleep(5)
+    deadline.tick(children_stopped=True)  # only the children were stopped
+    assert deadline.left() == pytest.approx(600 - 10)
+
+
+def test_a_real_child_reports_its_own_cpu_time(tmp_path):
+
+    child = study_window.Child([sys.executable, "-c", "sum(i * i for i in range(2_000_000))"], tmp_path / "log",
+                               tmp_path, {"PATH": "/usr/bin:/bin"})
+    while child.poll() is None:
+        pass
+    assert child.poll() == 0 and 0.0 < child.cpu_seconds < 60.0
+
+
+def test_a_setting_can_have_its_own_search_for_an_arm(tmp_path):
+    """"ARM@SETTING" in arm_searches: that setting's runs of ARM take that search's lr (the tweets search their own
+    learning rates); the other settings keep the arm's search."""
+    path = plan_file(tmp_path)
+    plan = json.loads(path.read_text())
+    plan["settings"]["other"] = {"task": "empythy3", "epsilon": 8, "flags": ["--lr", "{lr}"]}
+    plan["settings"]["val2"] = {"task": "empythy3", "epsilon": 8, "flags": ["--steps", "5"]}
+    plan["arm_searches"]["ft@other"] = {"setting": "val2", "seed": 0, "lrs": [0.5, 0.05]}
+    plan["arm_searches"]["rmt@other"] = {"same_as": "ft@other"}
+    plan["phases"].append({"name": "q", "settings": ["other"], "arms": ["ft", "rmt"], "seeds": [0]})
+    path.write_text(json.dumps(plan))
+    loaded = reproduce.load_plan(path, [])
+    runs_dir = tmp_path / "runs"
+    for name, acc in (("val/ft_lr0.001", 0.8), ("val/ft_lr0.01", 0.9), ("val2/ft_lr0.5", 0.7), ("val2/ft_lr0.05", 0.6)):
+        (runs_dir / name / "seed0").mkdir(parents=True)
+        (runs_dir / name / "seed0" / "summary.json").write_text(json.dumps({"final_eval": {"accuracy": acc}}))
+    runs = {r.name: r for r in reproduce.planned_runs(loaded, runs_dir, None)}
+
+    def lr(name):
+        return runs[name].flags[runs[name].flags.index("--lr") + 1]
+
+    assert lr("main/ft/seed0") == lr("main/rmt/seed0") == "0.01"
+    assert lr("other/ft/seed0") == lr("other/rmt/seed0") == "0.5"
+    assert runs["other/rmt/seed0"].meta["lr_from"] == "ft@other" and runs["main/rmt/seed0"].meta["lr_from"] == "ft"
+    assert "val2/ft_lr0.5/seed0" in runs and runs["val2/ft_lr0.5/seed0"].meta["search_arm"] == "ft@other"
+
+
+def test_an_arm_never_run_at_this_concurrency_takes_its_rate_at_any(tmp_path):
+
+    rows = [{"run": "s/ft/seed0", "action": "fresh", "finished": True, "wall_seconds": 2000, "steps": 100, "jobs": 2},
+            {"run": "s/ft/seed1", "action": "fresh", "finished": True, "wall_seconds": 1000, "steps": 100, "jobs": 1},
+            {"run": "s/lora/seed0", "action": "fresh", "finished": True, "wall_seconds": 1500, "steps": 100},
+            {"run": "s/rmt/seed0", "action": "resume", "finished": True, "wall_seconds": 10, "steps": 100, "jobs": 1}]
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=1) == {"ft": 10.0, "lora": 15.0}
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=2) == {"ft": 20.0, "lora": 15.0}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minidp.backend import BackendError, RandomStreams, device_of, generator_device, get_xp, to_host
-from minidp.config import ModelConfig
+from minidp.run.config import ModelConfig
 from models import load_pretrained
 from models.config import EncoderConfig, init_params
 from models.roberta import SequenceClassifier
@@ -87,7 +87,7 @@ def test_cuda_streams_are_cupy_generators(stand_in):
 
 def test_device_problems_are_one_line_exit_2(tmp_path, monkeypatch, capsys):
     """No CuPy / no GPU, or a bad MINIDP_DEVICE: one line naming the problem, exit status 2, no traceback."""
-    from minidp.cli import main  # noqa: PLC0415
+    from minidp.run.cli import main  # noqa: PLC0415
     from tests import fake_cupy  # noqa: PLC0415
     from tests.conftest import real_gpu  # noqa: PLC0415
     from tests.fixtures import write_tiny_tsv  # noqa: PLC0415

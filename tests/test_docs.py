@@ -160,7 +160,7 @@ def test_docs_name_only_files_that_exist():
 
 def test_design_concept_table_names_real_symbols():
     text = (DOCS / "design.md").read_text()
-    table = text.split("### 1.2", 1)[1].split("\n### ", 1)[0]
+    table = text.split("### 1.3 Where each concept lives", 1)[1].split("\n### ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ") and "`" in line]
     assert len(rows) >= 20
     for row in rows:

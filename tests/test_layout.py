@@ -1,5 +1,14 @@
-"""The house a newcomer walks (issue 16): the import graph shows the architecture, one definition per option
-list, no references to documents outside the repository."""
+"""The house a newcomer walks: the import graph shows the architecture (docs/design.md, "The import
+direction"), one definition per option list, no references to documents outside the repository.
+
+Three layers, imports pointing down only:
+
+    minidp/run/   the runner: train loop, CLI, commands, config, run directory, audit, federated simulator
+    models/       architectures built from the core, and their Hugging Face I/O
+    minidp/*      the core: backend, numerics, errors, threads, nn/, per_example, privacy/, denoise/, optim,
+                  step, data/
+
+plus the old public paths of moved runner modules (SHIMS), which only re-export from minidp/run/."""
 from __future__ import annotations
 
 import ast
@@ -8,6 +17,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("minidp", "models")
 OPTIONAL = ("cupy", "cupyx", "matplotlib")  # the only imports allowed inside functions
+RUNNER = "minidp.run"
+SHIMS = ("minidp.cli", "minidp.train", "minidp.config", "minidp.plots", "minidp.checkpoint",
+         "minidp.commands", "minidp.commands.train", "minidp.commands.demo")  # old paths: re-exports only
+
+
+def layer(module: str) -> str:
+    """'runner', 'models', 'shim' or 'core'."""
+    if module == RUNNER or module.startswith(RUNNER + "."):
+        return "runner"
+    if module == "models" or module.startswith("models."):
+        return "models"
+    return "shim" if module in SHIMS else "core"
 
 
 def modules() -> dict[str, Path]:
@@ -117,7 +138,7 @@ def test_one_output_channel():
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel.startswith("minidp/commands/") or rel == "minidp/cli.py":
+            if rel.startswith("minidp/run/commands/") or rel == "minidp/run/cli.py":
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
@@ -127,3 +148,52 @@ def test_one_output_channel():
                     if any(n.split(".")[0] == "logging" for n in names):
                         offenders.append(f"{rel}:{node.lineno}: imports logging")
     assert not offenders, offenders
+
+
+def imports_by_layer():
+    edges, _ = graph()
+    return {name: {layer(m) for m in targets} for name, targets in edges.items()}, edges
+
+
+def test_the_core_never_imports_models_or_the_runner():
+    by_layer, edges = imports_by_layer()
+    bad = {name: sorted(m for m in edges[name] if layer(m) != "core")
+           for name in edges if layer(name) == "core" and by_layer[name] - {"core"}}
+    assert not bad, bad
+
+
+def test_models_import_only_the_core():
+    by_layer, edges = imports_by_layer()
+    bad = {name: sorted(m for m in edges[name] if layer(m) not in ("core", "models"))
+           for name in edges if layer(name) == "models" and by_layer[name] - {"core", "models"}}
+    assert not bad, bad
+
+
+def test_old_paths_only_re_export_from_the_runner():
+    """A shim holds its docstring, imports from minidp/run/, and at most an ``if __name__ == "__main__"``."""
+    known = modules()
+    assert set(SHIMS) <= set(known), set(SHIMS) - set(known)
+    edges, _ = graph()
+    for name in SHIMS:
+        body = ast.parse(known[name].read_text()).body
+        kinds = {type(node).__name__ for node in body[1:]}
+        assert kinds <= {"Import", "ImportFrom", "If"}, (name, kinds)
+        assert all(layer(m) in ("runner", "shim") for m in edges[name]), (name, edges[name])
+    core = [name for name in edges if layer(name) != "shim"]
+    assert not [(name, m) for name in core for m in edges[name] if m in SHIMS]  # nothing inside uses them
+
+
+def test_no_folder_holds_both_sides_of_models():
+    """No folder holds both a module that imports models/ and a module that models/ depends on."""
+    edges, _ = graph()
+    needed, todo = set(), [m for m in edges if layer(m) == "models"]
+    while todo:  # everything models/ depends on, directly or not
+        for dep in edges[todo.pop()]:
+            if layer(dep) != "models" and dep not in needed:
+                needed.add(dep)
+                todo.append(dep)
+    known = modules()
+    folder = {name: known[name].parent for name in known}
+    users = {folder[name] for name in edges if layer(name) != "models" and any(layer(m) == "models" for m in edges[name])}
+    both = sorted(str(folder[name].relative_to(ROOT)) for name in needed if folder[name] in users)
+    assert not both, both

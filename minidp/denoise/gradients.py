@@ -22,7 +22,7 @@ from minidp.errors import ConfigError
 @dataclass(frozen=True)
 class DenoiseSettings:
     """How the released gradient is denoised (see ``denoise_gradients``): defined once, used by DPStep and,
-    with the on/off switch ``denoise`` added, by the training config (``minidp.config.DenoiseConfig``)."""
+    with the on/off switch ``denoise`` added, by the training config (``minidp.run.config.DenoiseConfig``)."""
 
     kappa: float = DEFAULT_KAPPA  # keep singular values above κ·s(√m + √n); 1.02, the paper's value
     norm_correction: str = DEFAULT_NORM_CORRECTION  # estimate | noisy | none

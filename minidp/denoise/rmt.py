@@ -33,7 +33,7 @@ from minidp.errors import ConfigError
 DEFAULT_KAPPA = 1.02  # the paper's threshold factor (arXiv 2510.01137); docs/denoiser.md on 1.05
 
 NORM_CORRECTIONS = ("noisy", "estimate", "none")
-# The default norm correction: "estimate", chosen on the study's evidence (issue 25; reports/README.md): with
+# The default norm correction: "estimate", chosen on the study's evidence (reports/README.md): with
 # "noisy" (the paper's Step C) full fine-tuning + RMT diverged on 1 of 3 seeds at 50 steps and trailed "estimate"
 # at 3 epochs; "estimate" never diverged. "noisy" stays one flag away for the paper's algorithm and Theorem 1.
 DEFAULT_NORM_CORRECTION = "estimate"

@@ -1,4 +1,4 @@
-"""From a membership attack's results to a lower bound on ε, at a stated confidence (used by minidp/audit.py).
+"""From a membership attack's results to a lower bound on ε, at a stated confidence (used by minidp/run/audit/attack.py).
 
     one_run_epsilon(guesses=r, correct=v, canaries=m, delta=δ, confidence=0.95)
     hypothesis_test_epsilon(true_positives=tp, positives=n_in, false_positives=fp, negatives=n_out,

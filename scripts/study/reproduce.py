@@ -559,7 +559,7 @@ def write_records_reports(plan: dict, records: Path, reports: Path, args) -> lis
     for argv in plan.get("also_regenerate", []):
         home = repo_root(records)  # reports (and records) in the checkout that holds the records; code here
         other = parse_args([str(home / a) if a.startswith("reports") else str(ROOT / a) if a.startswith("scripts")
-                            else a for a in argv])
+                            else a for a in argv] + ([] if "--reports" in argv else ["--reports", str(home / "reports")]))
         other_plan = load_plan(other.plan, other.set)
         other_runs = Path(other.runs_dir)
         written += study_report.write_reports(

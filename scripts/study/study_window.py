@@ -203,8 +203,11 @@ def commit_paths(paths: list, message: str, *, repo: Path, git=git_cli, clock=No
     """``git add`` then ``git commit --only`` exactly ``paths`` (nothing else staged goes in), retrying while
     another git process holds .git/index.lock. Returns whether the commit was made."""
     clock = clock or Clock()
-    rel = [str(Path(p).resolve().relative_to(repo.resolve())) if Path(p).resolve().is_relative_to(repo.resolve())
-           else str(Path(p).resolve()) for p in paths if Path(p).exists()]
+    inside = [Path(p).resolve() for p in paths if Path(p).exists()]
+    outside = [p for p in inside if not p.is_relative_to(repo.resolve())]
+    if outside:  # never what a window should write; git would refuse the whole commit for them
+        print(f"study: not committed (outside {repo}): {', '.join(map(str, outside))}", flush=True)
+    rel = [str(p.relative_to(repo.resolve())) for p in inside if p.is_relative_to(repo.resolve())]
     for _ in range(tries):
         if (repo / ".git" / "index.lock").exists():
             clock.sleep(2.0)

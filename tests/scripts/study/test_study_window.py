@@ -164,6 +164,7 @@ def test_a_fresh_window_starts_with_the_next_unfinished_run(tmp_path):
 
 def test_commits_only_records_and_reports(tmp_path):
     plan_file(tmp_path)
+    (tmp_path / ".git").mkdir()  # the records' checkout: commits go there, paths relative to it
     runner, git, _ = window(tmp_path, "runs", commit=True)
     commits = [c for c in git.calls if c[0] == "commit"]
     assert len(commits) == len(runner.started)  # one commit per finished run
@@ -243,3 +244,19 @@ def test_an_arm_never_run_at_this_concurrency_takes_its_rate_at_any(tmp_path):
             {"run": "s/rmt/seed0", "action": "resume", "finished": True, "wall_seconds": 10, "steps": 100, "jobs": 1}]
     assert study_window.seconds_per_step(rows, tmp_path, jobs=1) == {"ft": 10.0, "lora": 15.0}
     assert study_window.seconds_per_step(rows, tmp_path, jobs=2) == {"ft": 20.0, "lora": 15.0}
+
+
+def test_a_path_outside_the_checkout_is_left_out_of_the_commit(tmp_path, capsys):
+    """git refuses a whole commit that names a path outside its checkout (as a report written into a pinned
+    worktree would be): such a path is left out and said, the rest committed."""
+    from scripts.study import study_window  # noqa: PLC0415
+
+    repo, other = tmp_path / "repo", tmp_path / "worktree"
+    (repo / ".git").mkdir(parents=True)
+    other.mkdir()
+    (repo / "a.md").write_text("a\n")
+    (other / "b.md").write_text("b\n")
+    git = FakeGit()
+    assert study_window.commit_paths([repo / "a.md", other / "b.md"], "m", repo=repo, git=git, clock=FakeClock())
+    assert git.calls == [["add", "--", "a.md"], ["commit", "-q", "-m", "m", "--only", "--", "a.md"]]
+    assert "not committed (outside" in capsys.readouterr().out

@@ -25,7 +25,7 @@ What transformers reads. Its ``Bert/RobertaForSequenceClassification`` read posi
 model: save_pretrained writes it as such (``model_type`` "bert" / "roberta"). A "mean" model is written so
 that it cannot be read as one of those: ``model_type`` "minidp_mean_pooling_bert" (or ``_roberta``), a class
 transformers does not have, with ``auto_map`` pointing to ``modeling_minidp.py``, which save_pretrained copies
-beside the weights (from ``modeling_minidp.txt``: the same encoder and head, fed the masked mean). So
+beside the weights (from ``hf_remote/modeling_minidp.py``: the same encoder and head, fed the masked mean). So
 ``AutoModelForSequenceClassification.from_pretrained(DIR, trust_remote_code=True)`` computes minidp's
 logits, and without ``trust_remote_code=True`` it refuses ("contains custom code which must be executed to
 correctly load the model"). ``read_config`` reads such a ``model_type`` back as its family.
@@ -40,6 +40,7 @@ adapter carries no pooling: a "mean" model's adapter computes this model's logit
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -70,7 +71,8 @@ POOLING_FIELD = "minidp_pooling"  # config.json: the pooling a minidp model was 
 MEAN_POOLING_MODEL_TYPES = {"bert": "minidp_mean_pooling_bert", "roberta": "minidp_mean_pooling_roberta"}
 MEAN_POOLING_CLASSES = {"bert": "MeanPoolingBert", "roberta": "MeanPoolingRoberta"}  # + Config / ForSequence...
 REMOTE_CODE_FILE = "modeling_minidp.py"  # written beside the weights of a "mean" model
-REMOTE_CODE_TEMPLATE = Path(__file__).with_name("modeling_minidp.txt")
+# the file itself lives outside the package (it imports torch and transformers): found, never imported, here
+REMOTE_CODE_TEMPLATE = Path(importlib.util.find_spec("hf_remote").submodule_search_locations[0]) / REMOTE_CODE_FILE
 ST_POOLING_CONFIG = Path("1_Pooling") / CONFIG_FILE  # sentence-transformers' pooling module
 
 

@@ -483,11 +483,7 @@ def save_records(runs: list, runs_dir: Path, dest: Path) -> int:
     for spec in runs:
         if action_for(spec) != "finished":
             continue
-        target = dest / spec.path.relative_to(runs_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in RECORD_FILES:
-            if (spec.path / name).exists():
-                (target / name).write_bytes((spec.path / name).read_bytes())
+        study_window.save_run(spec, runs_dir, dest, RECORD_FILES)
         copied += 1
     rows = []
     for ledger in (dest / "ledger.jsonl", runs_dir / "ledger.jsonl"):

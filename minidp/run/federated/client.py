@@ -16,17 +16,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from minidp.backend import array_module
-from minidp.optim import make_optimizer
+from minidp.optim import OPTIMIZERS, make_optimizer
+from minidp.run.flagspec import flag
 
 
 @dataclass(frozen=True)
 class LocalSettings:
-    """A client's local training."""
+    """A client's local training (each field with its `minidp federated` flag, shown under "federation")."""
 
-    steps: int = 5  # E local steps per round
-    batch_size: int = 16  # examples per local step
-    lr: float = 1e-3  # local learning rate
-    optimizer: str = "adam"  # sgd | adam | adamw (fresh state every round)
+    steps: int = flag("--local-steps", 5, group="federation",
+                      help="E: local (non-private) steps per sampled client")  # E local steps per round
+    batch_size: int = flag("--local-batch-size", 16, group="federation", help="examples per local step")
+    lr: float = flag("--local-lr", 1e-3, group="federation", help="local learning rate")
+    # sgd | adam | adamw (fresh state every round)
+    optimizer: str = flag("--local-optimizer", "adam", choices=OPTIMIZERS, group="federation",
+                          help="fresh state each round")
 
 
 def set_params(model, params: dict) -> None:

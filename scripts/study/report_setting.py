@@ -13,14 +13,14 @@ from scripts.study._study_stats import MIN_SEEDS, mean_sd, paired, steps_to
 
 
 MAIN_REFERENCE = ("baseline", "rmt")  # the plan arms a setting's report compares (the paired difference: 2nd − 1st)
-LORA_REFERENCE = ("ft", "ft_rmt")  # issue 18: full fine-tuning without / with RMT; the LoRA arms are set beside
+LORA_REFERENCE = ("ft", "ft_rmt")  # the DP-LoRA comparison: full fine-tuning without / with RMT; the LoRA arms are set beside
 
 
 
 def plan_reference(plan: dict) -> tuple[tuple[str, str], bool]:
     """(baseline arm, denoised arm) of a plan's setting reports, and whether every arm of a setting needs
     MIN_SEEDS finished seeds before it is complete. A plan may name its own pair (``"reference": [b, d]``,
-    e.g. issue 25's ft / ft + RMT estimate); then all its arms count. Else the main study's pair, which alone
+    e.g. the 3-epoch study's ft / ft + RMT estimate); then all its arms count. Else the main study's pair, which alone
     counts (its ablation arms run one seed)."""
     if plan.get("reference"):
         return tuple(plan["reference"]), True

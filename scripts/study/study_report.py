@@ -7,7 +7,7 @@ writes, into ``reports_dir``:
     study_<setting>.{md,json,png}   baseline vs denoised (and peers) per setting: accuracy at fixed steps, steps
                                     to 90% / 95% of the best baseline accuracy, final accuracy mean ± sd, the
                                     paired difference with a 95% t-interval, seeds won at each checkpoint
-    study_lora_<setting>.{md,json,png}  issue 18: full fine-tuning vs + RMT (the reference pair) and DP-LoRA
+    study_lora_<setting>.{md,json,png}  the DP-LoRA comparison: full fine-tuning vs + RMT (the reference pair) and DP-LoRA
                                     arms (plan role "lora_comparison"), each arm's paired difference to full
                                     fine-tuning, trainable parameters, s/step and its own searched lr
     study_ablations.{md,json,png}   norm correction and κ arms next to the main arms; alignment gain per step;
@@ -56,13 +56,13 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
         (reports_dir / "study_lr.md").write_text(lr_markdown(lr_record, lr_runs, command))
         written += [reports_dir / "study_lr.json", reports_dir / "study_lr.md"]
     paper = None
-    if plan.get("paper_table") is not None:  # issue 25: the paper's format, the non-private arm beside
+    if plan.get("paper_table") is not None:  # the 3-epoch study: the paper's format, the non-private arm beside
         paper = paper_table.paper_table(plan, study_runs)
         (reports_dir / "paper_table.json").write_text(json.dumps({**paper, "command": command}, indent=1) + "\n")
         (reports_dir / "paper_table.md").write_text(paper_table.markdown(paper))
         written += [reports_dir / "paper_table.json", reports_dir / "paper_table.md"]
     settings, lora = {}, {}
-    lora_runs = [r for r in study_runs if r["role"] == LORA_ROLE]  # issue 18's comparison: its own report
+    lora_runs = [r for r in study_runs if r["role"] == LORA_ROLE]  # the DP-LoRA comparison: its own report
     study_runs = [r for r in study_runs if r["role"] != LORA_ROLE]
     for group, runs_in_group in (("main", study_runs), ("lora", lora_runs)):
         for setting in dict.fromkeys(r["setting"] for r in runs_in_group):
@@ -95,7 +95,7 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
         if same and same["denoised_seed_sd"] is None and old is not None:
             same["denoised_seed_sd"] = (old["final_accuracy_stats"].get("denoised") or {}).get("sd")
             same["sd_source"] = "the archived seeds of this setting"
-    if has_ablations(plan):  # a plan without ablation arms (issue 25's) has no such report
+    if has_ablations(plan):  # a plan without ablation arms (the 3-epoch study's) has no such report
         (reports_dir / "study_ablations.json").write_text(json.dumps(ablations, indent=1) + "\n")
         (reports_dir / "study_ablations.md").write_text(ablation_markdown(ablations))
         written += [reports_dir / "study_ablations.json", reports_dir / "study_ablations.md"]

@@ -215,6 +215,10 @@ class FederatedConfig:
             raise ConfigError(f"{_named('data.eval_fraction')}: {d.eval_fraction} must be in (0, 1)")
         if d.eval_limit is not None:
             _whole(d.eval_limit, _named("data.eval_limit"), 1)
+        if d.validation_fraction is not None:
+            _finite(d.validation_fraction, _named("data.validation_fraction"))
+            if not 0.0 < d.validation_fraction < 1.0:
+                raise ConfigError(f"{_named('data.validation_fraction')}: {d.validation_fraction} must be in (0, 1)")
 
 
 # The command line of `minidp federated`, generated from the fields above (minidp/run/flagspec.py). Its model and
@@ -240,6 +244,10 @@ SHARED_FLAGS = {
         "label_column": reuse(DataConfig, "label_column"),
         "eval_fraction": reuse(DataConfig, "eval_fraction"),
         "eval_limit": reuse(DataConfig, "eval_limit"),
+        "validation_fraction": reuse(DataConfig, "validation_fraction",
+                                     help="for choosing hyperparameters: evaluate on a stratified share F of the "
+                                     "training split (seed 0) and federate the rest; the task's dev / held-out "
+                                     "split is not used"),
     },
 }
 FEDERATED_FLAGS = Flags(FederatedConfig, shared=SHARED_FLAGS, base={"model": FEDERATED_MODEL})

@@ -1,31 +1,158 @@
-"""scripts/study/federated_study.py: a smoke run of two arms on the tiny BERT, resumable, and the collected arms."""
+"""scripts/study/federated_study.py: the federated comparison in time windows, driven by a fake clock and a fake
+runner (never a run past the deadline, a fresh window starts with the next unrecorded run, only records and the
+report are committed, the search chooses the server learning rate before any main run), plus one real smoke run
+of the tiny BERT."""
 from __future__ import annotations
 
+import argparse
 import json
+import signal
+from pathlib import Path
 
-from scripts.study import federated_study as study
-
-
-
-def test_arms_are_the_issues():
-    assert set(study.ARMS) == {"dp_fedavg", "fedcg", "dr_encoder", "dr_encoder_rmt", "dp_fedavg_rmt",
-                               "nonprivate_fedavg"}
-    assert len(study.SEEDS) >= 3
-    assert "--epsilon" not in study.arm_flags("nonprivate_fedavg", study.STUDY_SETTING)
-    assert "--epsilon" in study.arm_flags("dr_encoder_rmt", study.STUDY_SETTING)
+from scripts.study import federated_report, federated_study as study
 
 
-def test_smoke_is_resumable(tmp_path, capsys):
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.t += seconds
+
+
+class FakeChild:
+    """Ends ``seconds`` after it starts, writing a run's files; validation accuracy peaks at server lr 3."""
+
+    def __init__(self, clock, run, out, seconds):
+        self.clock, self.run, self.out, self.end = clock, run, out, clock.now() + seconds
+        self.rc, self.cpu_seconds = None, None
+
+    def poll(self):
+        if self.rc is None and self.clock.now() >= self.end:
+            self.rc, self.cpu_seconds = 0, 1.0
+            lr = float(self.run.flags[self.run.flags.index("--server-lr") + 1])
+            acc = {1.0: 0.6, 3.0: 0.7, 10.0: 0.65}.get(lr, 0.5) + 0.01 * self.run.seed
+            private = "--non-private" not in self.run.flags
+            (self.out / "config.json").write_text("{}")
+            (self.out / "metrics.jsonl").write_text(json.dumps({"round": 2, "eval": {"accuracy": acc}}) + "\n")
+            (self.out / "metrics_nonprivate.jsonl").write_text(json.dumps(
+                {"round": 2, "reconstruction_error_non_private": 0.5, "seconds": 3.0}) + "\n")
+            (self.out / "summary.json").write_text(json.dumps({
+                "final_eval": {"accuracy": acc}, "bytes_per_client": 100, "compression_ratio": 2.0,
+                "privacy": {"epsilon_rdp": 7.99 if private else None,
+                            "epsilon_gdp_approx": 5.0 if private else None,
+                            "noise_multiplier": 0.7 if private else 0.0}}))
+        return self.rc
+
+    def stopped(self):
+        return False
+
+    def terminate(self):
+        if self.rc is None:
+            self.rc = -signal.SIGTERM
+
+
+class FakeGit:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, args, cwd):
+        self.calls.append(list(args))
+        return 0
+
+
+def args_for(tmp: Path, runs: str, *, minutes=None, jobs=1, commit=False):
+    return argparse.Namespace(records=str(tmp / "records"), runs=str(tmp / runs), reports=str(tmp / "reports"),
+                              jobs=jobs, minutes=minutes, grace=10.0, commit=commit, python="python")
+
+
+def run_window(tmp: Path, runs: str, *, seconds=600.0, **kw):
+    clock, git, started = FakeClock(), FakeGit(), []
+
+    def launch(run, cmd, out):
+        started.append(run.name)
+        assert cmd[2:4] == ["minidp.cli", "federated"] and "--seed" in cmd and str(out) in cmd
+        return FakeChild(clock, run, out, seconds)
+
+    plan = study.load_plan()
+    recorded = study.window(plan, args_for(tmp, runs, **kw), ["--model", "M"], plan["setting"], clock=clock,
+                            launch=launch, git=git, report=lambda: federated_report.write(
+                                plan, tmp / "records", tmp / "reports"), log=lambda *a: None)
+    return started, recorded, git, clock
+
+
+def test_the_plan_is_the_issues():
+    plan = study.load_plan()
+    assert set(plan["arms"]) == {"dp_fedavg", "fedcg", "dr_encoder", "dr_encoder_rmt", "dp_fedavg_rmt",
+                                 "nonprivate_fedavg"}
+    assert len(plan["seeds"]) >= 3
+    assert "--epsilon" not in study.arm_flags(plan, "nonprivate_fedavg", plan["setting"])
+    assert "--epsilon" in study.arm_flags(plan, "dr_encoder_rmt", plan["setting"])
+    assert "--validation-fraction" in plan["search"]["flags"]  # the search never reads the reported set
+
+
+def test_an_unlimited_window_searches_first_then_runs_every_arm_seed_major(tmp_path):
+    started, recorded, _, _ = run_window(tmp_path, "runs")
+    plan = study.load_plan()
+    assert recorded == 3 + len(plan["arms"]) * len(plan["seeds"])
+    assert started[:3] == ["search/server_lr1/seed0", "search/server_lr3/seed0", "search/server_lr10/seed0"]
+    assert started[3:3 + len(plan["arms"])] == [f"{arm}/seed0" for arm in plan["arms"]]
+    config = study.planned(plan, tmp_path / "records", plan["setting"])[3].flags
+    assert config[config.index("--server-lr") + 1] == "3"  # the search's best validation accuracy
+    data = json.loads((tmp_path / "reports" / "federated.json").read_text())
+    assert data["complete"] and data["search"]["chosen"] == "3"
+    assert data["arms"]["dp_fedavg"]["final_accuracy"] == [0.7, 0.71, 0.72]
+    assert data["verdict"].startswith("at client-level ε = 8, DR-Encoder makes no difference")
+    assert (tmp_path / "reports" / "README.md").read_text().count("INCOMPLETE") == 0
+
+
+def test_never_starts_a_run_that_cannot_end_before_the_deadline(tmp_path):
+    # first_run_minutes 12 -> 13.8 min expected: a 30-minute window starts two runs one after the other
+    started, recorded, _, clock = run_window(tmp_path, "runs", minutes=30, seconds=600.0)
+    assert started == ["search/server_lr1/seed0", "search/server_lr3/seed0"] and recorded == 2
+    assert clock.now() <= 30 * 60 + 10
+    # the ledger now says a run takes 600 s (11.5 min with the margin): the next window fits two runs in 25 min
+    started, recorded, _, _ = run_window(tmp_path, "fresh_runs", minutes=25, seconds=600.0)
+    assert started == ["search/server_lr10/seed0", "dp_fedavg/seed0"]
+
+
+def test_a_fresh_window_starts_with_the_next_unrecorded_run(tmp_path):
+    run_window(tmp_path, "runs1", minutes=30)
+    started, _, _, _ = run_window(tmp_path, "runs2", minutes=12)  # an empty runs directory, records in place
+    assert started == ["search/server_lr10/seed0"]
+
+
+def test_commits_only_records_and_the_report(tmp_path):
+    (tmp_path / ".git").mkdir()
+    _, _, git, _ = run_window(tmp_path, "runs", minutes=15, commit=True)
+    commits = [c for c in git.calls if c[0] == "commit"]
+    assert len(commits) == 1 and "--only" in commits[0]
+    paths = commits[0][commits[0].index("--") + 1:]
+    assert paths and all(p.startswith(("records/", "reports/")) for p in paths)
+    assert "records/search/server_lr1/seed0" in paths and "reports/federated.json" in paths
+
+
+def test_smoke_run_of_the_tiny_bert_is_recorded(tmp_path):
     argv = ["--smoke", "--runs", str(tmp_path / "runs"), "--records", str(tmp_path / "records"),
-            "--arms", "dp_fedavg,dr_encoder_rmt", "--seeds", "0"]
+            "--reports", str(tmp_path / "reports"), "--plan", str(_smoke_plan(tmp_path))]
     assert study.main(argv) == 0
-    results = json.loads((tmp_path / "records" / "results.json").read_text())
-    assert set(results["arms"]) == {"dp_fedavg", "dr_encoder_rmt"}
-    assert results["arms"]["dp_fedavg"]["seeds"] == [0]
-    assert 0.0 <= results["arms"]["dr_encoder_rmt"]["final_accuracy"][0] <= 1.0
-    summary = tmp_path / "records" / "dp_fedavg" / "seed0" / "summary.json"
-    written = summary.stat().st_mtime_ns
-    capsys.readouterr()
+    data = json.loads((tmp_path / "reports" / "federated.json").read_text())
+    assert data["search"]["chosen"] == "1"
+    acc = data["arms"]["dr_encoder_rmt"]["final_accuracy"]
+    assert len(acc) == 1 and 0.0 <= acc[0] <= 1.0
+    written = (tmp_path / "records" / "dr_encoder_rmt" / "seed0" / "summary.json").stat().st_mtime_ns
     assert study.main(argv) == 0  # everything recorded: nothing runs again
-    assert capsys.readouterr().out.count("recorded, skipped") == 2
-    assert summary.stat().st_mtime_ns == written
+    assert (tmp_path / "records" / "dr_encoder_rmt" / "seed0" / "summary.json").stat().st_mtime_ns == written
+
+
+def _smoke_plan(tmp: Path) -> Path:
+    plan = study.load_plan()
+    plan["arms"] = {k: plan["arms"][k] for k in ("dp_fedavg", "dr_encoder_rmt")}
+    plan["seeds"] = [0]
+    plan["search"]["values"] = [1]
+    path = tmp / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path

@@ -207,7 +207,7 @@ def init_params(config: EncoderConfig, rng: np.random.Generator, names=None, std
     """Fresh float64 host arrays as transformers' _init_weights: weights N(0, std²), biases 0, LayerNorm (1, 0).
 
     ``names``: only these parameters (default all). Embedding padding rows are not zeroed (they never
-    enter a prediction of a real token, and their gradient is masked; see ``_embeddings_backward``).
+    enter a prediction of a real token, and their gradient is masked; see models/embeddings.py).
     """
     shapes = param_shapes(config)
     out = {}

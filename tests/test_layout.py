@@ -197,3 +197,12 @@ def test_no_folder_holds_both_sides_of_models():
     users = {folder[name] for name in edges if layer(name) != "models" and any(layer(m) == "models" for m in edges[name])}
     both = sorted(str(folder[name].relative_to(ROOT)) for name in needed if folder[name] in users)
     assert not both, both
+
+
+def test_models_never_import_the_privacy_machinery():
+    """models/ computes the per-example records; clipping them (minidp/privacy/clipping.py, which takes the model)
+    and everything after it live in the core's privacy package, never inside an architecture."""
+    edges, _ = graph()
+    bad = {name: sorted(m for m in edges[name] if m == "minidp.privacy" or m.startswith("minidp.privacy."))
+           for name in edges if layer(name) == "models"}
+    assert not {name: found for name, found in bad.items() if found}, bad

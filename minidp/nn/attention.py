@@ -12,7 +12,7 @@ The scores, then the softmax, are built in one array (in place), and so is the s
 mask_bias is 0 where the key is a real token and the dtype's most negative finite number where it is
 padding (as transformers' eager attention), so padded keys get probability exactly 0. A row whose keys
 are all padding gets uniform attention (never NaN). The output projection and LayerNorm belong to the
-encoder block (models/roberta.py), not here.
+encoder block (models/block.py), not here.
 
 Parameters: p = {"query": {"weight", "bias"}, "key": {...}, "value": {...}}, HF layout (C, C). A projection
 named in ``lora`` also carries "lora_A.weight" / "lora_B.weight" and runs as a LoRA layer (minidp.nn.lora).

@@ -1,6 +1,7 @@
 """Per-example clipping of one virtual batch: the one place where per-example gradients are clipped and summed.
 
     sums, norms, factors, dropped = clip_and_sum(records, max_grad_norm=C)
+    sums, norms = clipped_grad_sum(model, input_ids, attention_mask, labels, max_grad_norm=C)   # one batch
 
 From the per-example records of ONE backward pass (minidp/per_example.py):
     ‖∇_i‖² = Σ_params record.norm_sq()_i, clamped at 0   (a ghost norm can round a hair below 0)
@@ -43,3 +44,17 @@ def clip_and_sum(records: dict, max_grad_norm: float, *, method: str = "flat", g
     factors = xp.where(keep, factors, 0.0)
     norms = xp.where(keep, norms, xp.nan)  # report the dropped examples' norms as NaN
     return weighted_sums(records, factors), norms, factors, dropped
+
+
+def clipped_grad_sum(model, input_ids, attention_mask, labels, max_grad_norm: float, token_type_ids=None, *,
+                     clip_method: str = "flat", gamma: float = 0.01):
+    """({hf_name: Σ_i c_i ∇_i loss_i}, per-example norms (B,)) of ``model`` on one batch, no noise.
+
+    The bare clipped-gradient part of a DP step, for the tests and the benchmarks: ``model``'s
+    ``per_example_records`` (one forward, one backward; norms by book-keeping, docs/design.md §2) through
+    ``clip_and_sum``, with ‖∇_i‖ over all trainable parameters. flat: c_i = min(1, C / (‖∇_i‖ + 1e-6))
+    (Abadi et al. 2016); automatic: c_i = C / (‖∇_i‖ + gamma) (Bu et al. 2023, "automatic clipping").
+    """
+    _, records = model.per_example_records(input_ids, attention_mask, labels, token_type_ids)
+    sums, norms, _, _ = clip_and_sum(records, max_grad_norm, method=clip_method, gamma=gamma)
+    return sums, norms

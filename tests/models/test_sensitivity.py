@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minidp.backend import to_host
+from minidp.privacy.clipping import clipped_grad_sum
 from models.config import EncoderConfig, init_params
 from models.roberta import SequenceClassifier
 
@@ -42,10 +43,10 @@ def test_replace_one_moves_clipped_sum_by_at_most_2C_remove_by_at_most_C(seed, B
     new_ids, new_mask, new_labels = _batch(seed + 1, 1, T)
     ids2, mask2, labels2 = ids.copy(), mask.copy(), labels.copy()
     ids2[i], mask2[i], labels2[i] = new_ids[0], new_mask[0], new_labels[0]
-    full, norms = MODEL.clipped_grad_sum(ids, mask, labels, max_grad_norm=C)
-    replaced, _ = MODEL.clipped_grad_sum(ids2, mask2, labels2, max_grad_norm=C)
+    full, norms = clipped_grad_sum(MODEL, ids, mask, labels, max_grad_norm=C)
+    replaced, _ = clipped_grad_sum(MODEL, ids2, mask2, labels2, max_grad_norm=C)
     keep = np.arange(B) != i
-    removed, _ = MODEL.clipped_grad_sum(ids[keep], mask[keep], labels[keep], max_grad_norm=C)
+    removed, _ = clipped_grad_sum(MODEL, ids[keep], mask[keep], labels[keep], max_grad_norm=C)
     d_replace = np.linalg.norm(_flat(full) - _flat(replaced))
     d_remove = np.linalg.norm(_flat(full) - _flat(removed))
     assert d_replace <= 2 * C * (1 + 1e-9), (d_replace, C)

@@ -9,6 +9,7 @@ import pytest
 
 from minidp.backend import to_host
 from minidp.per_example import LinearRecord
+from minidp.privacy.clipping import clipped_grad_sum
 from models import load_pretrained, save_pretrained
 from tests.oracle.hf_models import (max_rel_diff, random_batch, torch_logits, torch_loss_and_grads,
                                     torch_per_example_grads)
@@ -101,8 +102,8 @@ def test_clipped_grad_sum_matches_torch(setup, torch_refs, clip_method):
     else:
         c = C / (ref_norms + 0.01)
     ref_sum = {name: np.tensordot(c, g, axes=(0, 0)) for name, g in ref.items()}
-    sums, norms = model.clipped_grad_sum(**_kwargs(batch), labels=batch["labels"], max_grad_norm=C,
-                                         clip_method=clip_method)
+    sums, norms = clipped_grad_sum(model, **_kwargs(batch), labels=batch["labels"], max_grad_norm=C,
+                                   clip_method=clip_method)
     norm_diff = max_rel_diff(norms, ref_norms)
     print(f"per-example norms max relative difference {norm_diff:.2e}")
     assert norm_diff <= TOL
@@ -113,14 +114,14 @@ def test_clipped_grad_sum_matches_torch(setup, torch_refs, clip_method):
 def test_ghost_and_materialised_norms_agree(setup, method, monkeypatch):
     """Forcing every LinearRecord to one method gives the same norms and sums (auto picks per layer)."""
     _, model, batch = setup
-    auto_sums, auto_norms = model.clipped_grad_sum(**_kwargs(batch), labels=batch["labels"], max_grad_norm=0.5)
+    auto_sums, auto_norms = clipped_grad_sum(model, **_kwargs(batch), labels=batch["labels"], max_grad_norm=0.5)
     init = LinearRecord.__init__
 
     def forced(self, a, g, method_=None, **kw):
         init(self, a, g, method=method)
 
     monkeypatch.setattr(LinearRecord, "__init__", forced)
-    sums, norms = model.clipped_grad_sum(**_kwargs(batch), labels=batch["labels"], max_grad_norm=0.5)
+    sums, norms = clipped_grad_sum(model, **_kwargs(batch), labels=batch["labels"], max_grad_norm=0.5)
     assert max_rel_diff(norms, auto_norms) <= 1e-12
     _assert_close(sums, auto_sums, tol=1e-12, label=f"forced {method} vs auto")
 
@@ -143,7 +144,7 @@ def test_trainable_subsets(setup, torch_refs, trainable, family):
     # norms over the subset only
     B = batch["input_ids"].shape[0]
     ref_norms = np.sqrt(sum((ref_per[n].reshape(B, -1) ** 2).sum(axis=1) for n in expected))
-    _, norms = sub.clipped_grad_sum(**_kwargs(batch), labels=batch["labels"], max_grad_norm=1.0)
+    _, norms = clipped_grad_sum(sub, **_kwargs(batch), labels=batch["labels"], max_grad_norm=1.0)
     assert max_rel_diff(norms, ref_norms) <= TOL
 
 

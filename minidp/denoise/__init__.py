@@ -7,11 +7,10 @@
 """
 from minidp.denoise.diagnostics import alignment
 from minidp.denoise.fast import denoise_group, denoise_groups, rmt_denoise_fast
-from minidp.denoise.gradients import DenoiseSettings, default_include, denoise_gradients, summarize
+from minidp.denoise.gradients import default_include, denoise_gradients, summarize
 from minidp.denoise.rmt import bulk_edge, rmt_denoise, rmt_denoise_with_stats
 
 __all__ = [
-    "DenoiseSettings",
     "rmt_denoise",
     "rmt_denoise_with_stats",
     "denoise_gradients",

@@ -36,11 +36,9 @@ Fault injection, to show that the audit has power: ``noise_multiplier=0`` (no no
     attack.py     the attacker: choices on one half of the canaries, ε lower bounds on the other
     audits.py     audit_gaussian, audit_dpsgd and their AuditResult
 """
-from minidp.run.audit.attack import attack
-from minidp.run.audit.audits import MECHANISMS, AuditResult, accountant_epsilons, audit_dpsgd, audit_gaussian
+from minidp.run.audit.audits import MECHANISMS, audit_dpsgd, audit_gaussian
 from minidp.run.audit.canaries import (TINY_CONFIG, CanaryDataset, CanaryModel, CanaryRecord, MixedRecord,
                                        canary_coordinates, load_audit_model, random_token_data)
 
-__all__ = ["MECHANISMS", "TINY_CONFIG", "AuditResult", "CanaryDataset", "CanaryModel", "CanaryRecord", "MixedRecord",
-           "accountant_epsilons", "attack", "audit_dpsgd", "audit_gaussian", "canary_coordinates",
-           "load_audit_model", "random_token_data"]
+__all__ = ["MECHANISMS", "TINY_CONFIG", "CanaryDataset", "CanaryModel", "CanaryRecord", "MixedRecord", "audit_dpsgd",
+           "audit_gaussian", "canary_coordinates", "load_audit_model", "random_token_data"]

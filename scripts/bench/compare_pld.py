@@ -1,9 +1,9 @@
-"""minidp's PLD accountant against dp-accounting's (the oracle) and the RDP accountant, on the issue's grid.
+"""minidp's PLD accountant against dp-accounting's (the oracle) and the RDP accountant, on the grid below.
 
     python -m scripts.bench.compare_pld            # ~3 minutes on 2 cores; prints one line per point and a summary
 
 Grid: q ∈ {1e-4, 1e-3, 0.01, 0.1, 0.5} × σ ∈ {0.6, 1, 2, 5} × steps ∈ {1, 100, 1e4} × δ ∈ {1e-8, 1e-5, 1e-3}.
-The contract (issue 15) applies where ε ≤ 50: |ε − ε_dp| ≤ 1 % ε + 0.02, and PLD ≤ RDP everywhere.
+The PLD contract applies where ε ≤ 50: |ε − ε_dp| ≤ 1 % ε + 0.02, and PLD ≤ RDP everywhere.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mean pooling in the model (issue 25), float64, padded batches, eval mode.
+"""Mean pooling in the model (``pooling="mean"``), float64, padded batches, eval mode.
 
 - per-example records of the whole model with pooling="mean" equal torch autograd, one example at a time, on
   the same transformers model with its head fed the masked mean (tests/oracle/hf_models.mean_pooled_logits);

@@ -30,7 +30,7 @@ import numpy as np
 
 STEP = 1e-3  # relative finite-difference step (see module docstring)
 SLACK = 10.0  # how many error bars of the numerical derivative a difference must exceed to count
-TOL = 1e-6  # the bar for every layer (issue 2)
+TOL = 1e-6  # the gradient-check bar, for every layer
 EPS = np.finfo(np.float64).eps
 
 

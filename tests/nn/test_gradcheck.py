@@ -64,7 +64,7 @@ def test_small_relative_error_is_caught(relative):
 
 
 def test_tiny_gradient_from_large_logits_is_resolved():
-    """The draw that failed before: B = 1, K = 2, logits (5.87, −3.44), dL/dz ≈ ±2.7e-5 (issue 38)."""
+    """The draw that failed before: B = 1, K = 2, logits (5.87, −3.44), dL/dz ≈ ±2.7e-5."""
     z = np.array([[5.86845054, -3.44045391]])  # (B, K)
     labels = np.array([0])
     w = np.array([0.7])

@@ -1,4 +1,4 @@
-"""The training path's in-place forms (issue 26) against the plain expressions they replace.
+"""The training path's in-place forms against the plain expressions they replace.
 
 Each layer builds its result in fewer arrays than the textbook expression (docs/performance.md). Where the
 operations and their order are unchanged the result must be bit-identical (float32 and float64); the

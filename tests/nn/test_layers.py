@@ -1,6 +1,6 @@
 """Every layer's backward against float64 finite differences (hypothesis draws the shapes and masks).
 
-Each test prints the max relative error per tensor; the bar is 1e-6 (issue 2). Every finite difference goes
+Each test prints the max relative error per tensor; the bar is 1e-6 (the gradient-check bar). Every finite difference goes
 through tests/nn/gradcheck.py (4th-order stencil, steps scaled to each input, its own error bar).
 """
 from __future__ import annotations

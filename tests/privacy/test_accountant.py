@@ -24,7 +24,7 @@ from minidp.privacy import (
 from minidp.privacy.rdp import log_a_fractional, log_a_integer, log_a_quadrature
 from tests.helpers import require_module
 
-# Hypothesis ranges: the grid.
+# Hypothesis ranges: the accountant's tested grid (docs/accountant.md).
 rates = st.floats(1e-4, 0.5)
 sigmas = st.floats(0.5, 5.0)
 step_counts = st.integers(1, 100_000)

@@ -1,4 +1,4 @@
-"""Accounting and clipping fail closed (issue 14): a broken number never makes the privacy claim smaller."""
+"""Accounting and clipping fail closed (privacy as shipped): a broken number never makes the privacy claim smaller."""
 from __future__ import annotations
 
 import math

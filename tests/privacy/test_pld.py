@@ -26,8 +26,8 @@ from minidp.privacy.pld import (
 )
 from tests.helpers import require_module
 
-# The contract against dp-accounting: |ours − theirs| ≤ 1 % of ε + 0.02, and ours never below theirs
-# by more than our stated discretisation error (docs/accountant.md; measured ≤ 6e-5 on the grid).
+# The PLD contract against dp-accounting: |ours − theirs| ≤ 1 % of ε + 0.02, and ours never below theirs
+# by more than our stated discretisation error (docs/accountant.md; measured ≤ 6e-5 on the grid below).
 STATED_ERROR = 1e-3
 
 
@@ -170,7 +170,7 @@ def test_two_segments_compose_like_dp_accounting():
 # --------------------------------------------------------------------------------------------
 # dp-accounting as oracle, RDP as ceiling
 
-# Points of the grid q ∈ [1e-4, 0.5], σ ∈ [0.6, 5], steps ∈ [1, 1e4], δ ∈ [1e-8, 1e-3] (ε ≤ 50),
+# Points of the tested grid q ∈ [1e-4, 0.5], σ ∈ [0.6, 5], steps ∈ [1, 1e4], δ ∈ [1e-8, 1e-3] (ε ≤ 50),
 # chosen so that each comparison takes ~1 s (dp-accounting is the slow side at small σ).
 ORACLE_POINTS = [
     (1e-4, 2.0, 10_000, 1e-8),

@@ -1,4 +1,4 @@
-"""`minidp audit`: the canaries go through the real clipping and noise, the bounds behave as the issue asks
+"""`minidp audit`: the canaries go through the real clipping and noise, the bounds behave as an audit must
 (bare Gaussian calibration, power against broken mechanisms, post-processing), and the CLI contract."""
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_dp_step_releases_exactly_the_clipped_canaries_on_untouched_coordinates(
 
 
 # --------------------------------------------------------------------------------------------
-# the issue's "Must show"
+# what the audit must show
 
 @pytest.mark.parametrize("epsilon", [1.0, 2.0, 4.0])
 def test_bare_gaussian_lower_bound_is_between_half_and_all_of_the_pld_epsilon(epsilon):

@@ -1,4 +1,4 @@
-"""Bad input to `minidp train` (issue 12): one line naming the file/flag/field, exit status 2, no traceback,
+"""Bad input to `minidp train`: one line naming the file/flag/field, exit status 2, no traceback,
 and no run directory left behind."""
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ CASES = {  # name: (overrides, a piece of the message)
     "truncated safetensors": ({"--model": "{d}/truncated"}, "model.safetensors"),
     "resume without a checkpoint": ({"--resume": "{d}/model", "--model": None}, "no checkpoint"),
     "not a number": ({"--epsilon": "lots"}, "--epsilon"),
-    "infinite clip norm": ({"--clip": "inf"}, "argument --clip: must be a finite number"),  # issue 38
+    "infinite clip norm": ({"--clip": "inf"}, "argument --clip: must be a finite number"),  # the non-finite-run fix
     "nan learning rate": ({"--lr": "nan"}, "argument --lr: must be a finite number"),
     "infinite epsilon": ({"--epsilon": "inf"}, "--epsilon"),
 }

@@ -1,4 +1,4 @@
-"""`minidp demo` (issue 14): its two runs draw independent noise, and it says what releasing both costs."""
+"""`minidp demo` (privacy as shipped): its two runs draw independent noise, and it says what releasing both costs."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Privacy as shipped (issue 14): unpredictable noise by default, honest statements and output labels."""
+"""Privacy as shipped: unpredictable noise by default, honest statements and output labels."""
 from __future__ import annotations
 
 import json

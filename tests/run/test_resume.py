@@ -1,4 +1,4 @@
-"""Runs that survive (issue 12): atomic checkpoints, bit-exact resume, SIGKILL/SIGTERM, no silent overwrite.
+"""Runs that survive: atomic checkpoints, bit-exact resume, SIGKILL/SIGTERM, no silent overwrite.
 
 A tiny random BERT trains for 12 steps with a checkpoint every 3; every interrupted run, once resumed, must
 end with the uninterrupted run's parameters, optimizer state, ε and metrics rows, bit for bit.
@@ -275,7 +275,7 @@ def test_pooling_survives_resume_and_a_change_is_refused(assets, reference, tmp_
     old = tmp_path / "old"
     crash_run(monkeypatch, train_args((st_model, assets[1]), old, "--pooling", "cls"), 4)
     saved = json.loads((old / "config.json").read_text())
-    del saved["model"]["pooling"]  # as written before issue 25
+    del saved["model"]["pooling"]  # as written before mean pooling existed
     (old / "config.json").write_text(json.dumps(saved))
     assert main(["train", "--resume", str(old), "--pooling", "mean"]) == 2
     assert "model.pooling" in capsys.readouterr().err

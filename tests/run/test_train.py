@@ -1,6 +1,6 @@
 """End-to-end DP training on a tiny random BERT and tiny synthetic data (fast; runs in CI).
 
-What must hold (issue 7): training reduces the loss; the noise statistics are right; ε in summary.json
+What must hold: training reduces the loss; the noise statistics are right; ε in summary.json
 equals the accountant's; the step API's intermediates add up (released = (clipped sum + noise) / qN).
 """
 from __future__ import annotations
@@ -294,7 +294,7 @@ def test_cli_non_private_run_is_labelled_not_private(tiny_model_dir, tmp_path, c
     assert all("epsilon" in row and row["epsilon"] is None for row in step_rows)
     config = json.loads((tmp_path / "np" / "config.json").read_text())
     assert config["privacy"]["non_private"] is True and config["privacy_plan"]["private"] is False
-    assert config["privacy_plan"]["order"] is None  # no RDP order: null, never NaN (issue 38)
+    assert config["privacy_plan"]["order"] is None  # no RDP order: null, never NaN (the non-finite-run fix)
     assert_strict_json_files(tmp_path / "np")
     # resumable like any run: drop the finished marker, resume from the last checkpoint, same parameters
     finished = json.loads((tmp_path / "np" / "summary.json").read_text())
@@ -333,7 +333,7 @@ def assert_strict_json_files(run_dir) -> list:
 
 
 def test_diverging_run_stops_marks_failed_and_states_what_it_spent(tiny_model_dir, tmp_path, capsys):
-    """lr = 1e30 (issue 38): the loss goes NaN at step 2. The run stops there with one line, exit 3, marks
+    """lr = 1e30 (the non-finite-run fix): the loss goes NaN at step 2. The run stops there with one line, exit 3, marks
     RUN_DIR/FAILED (the name scripts/reproduce.py reads), evaluates and saves no model, and says what ε the
     steps it released spent; every JSON it wrote is strict."""
     from minidp.run.cli import main

@@ -135,7 +135,7 @@ def test_search_floor_blocks_later_runs(tmp_path):
 
 
 def test_an_arm_with_its_own_search_waits_for_it_and_takes_its_lr(tmp_path):
-    """Issue 18: per-arm learning rates. An arm named in "arm_searches" gets its own search runs (just before
+    """Per-arm learning rates. An arm named in "arm_searches" gets its own search runs (just before
     its first run), its runs wait until that search is done and then take its winner; "same_as" shares one;
     the arms without a search keep the shared winner and the same paths and flags as before."""
     path = tiny_plan(tmp_path)

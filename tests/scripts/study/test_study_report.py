@@ -134,7 +134,7 @@ def test_ablations_same_seed_table_and_overhead_only_at_equal_threads():
 
 
 def test_lora_comparison_has_its_own_reference_and_paired_differences():
-    """Issue 18: full fine-tuning is the reference (ft_rmt − ft is the paired difference and the wins), every
+    """Full fine-tuning is the reference (ft_rmt − ft is the paired difference and the wins), every
     LoRA arm gets its paired difference to ft, and the report is INCOMPLETE until every arm has 3 seeds."""
     runs = [fake_run("ft", s, {25: 0.70 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]
     runs += [fake_run("ft_rmt", s, {25: 0.72 + 0.01 * s, 50: 0.80 + 0.01 * s}) for s in range(3)]

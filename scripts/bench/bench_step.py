@@ -628,7 +628,8 @@ def main(argv=None) -> int:
     if args.quick or args.layers or args.vocab_size:
         args.note = (f"{'QUICK: ' if args.quick else ''}reduced settings -- layers={args.layers or 'full'}, "
                      f"vocab={args.vocab_size or 'full'}, "
-                     f"T={seq_lens}, B={args.batch}, repeats={args.repeats}; not the issue's headline figures")
+                     f"T={seq_lens}, B={args.batch}, repeats={args.repeats}; "
+                     f"not the headline setting (MiniLM, B = 32, T = 128)")
 
     def log(line=""):
         print(line, flush=True)

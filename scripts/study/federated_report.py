@@ -122,10 +122,11 @@ def markdown(data: dict, command: str) -> str:
     for arm, a in arms.items():
         eps = sorted(set(round(e, 4) for e in a["epsilon_rdp"] if e is not None))
         gdp = sorted(set(round(e, 4) for e in a["epsilon_gdp_approx"] if e is not None))
+        per_seed = ", ".join(f"{x:.4f}" for x in a["final_accuracy"]) or "—"
         lines.append(
             f"| {a['label']}{'' if a['complete'] else ' (INCOMPLETE)'} | {a['seeds']} | {fmt_stats(a['final'])} | "
-            f"{', '.join(f'{x:.4f}' for x in a['final_accuracy']) or '—'} | {', '.join(map(str, eps)) or '∞ (none)'} | "
-            f"{', '.join(map(str, gdp)) or '—'} | {fmt(a['bytes_per_client'])} | {fmt(a['compression_ratio'], 2)} | "
+            f"{per_seed} | {_eps(a, eps)} | {', '.join(map(str, gdp)) or '—'} | "
+            f"{fmt(a['bytes_per_client'])} | {fmt(a['compression_ratio'], 2)} | "
             f"{fmt(a['reconstruction_error_non_private'])} | {fmt(a['seconds_per_round'], 1)} |")
     lines += ["", "Reconstruction error: ‖decode(encode(Δ)) − Δ‖² / ‖Δ‖² over each sampled client's real factor "
               "update, averaged over clients and rounds (metrics_nonprivate.jsonl: computed from the clients' "
@@ -147,6 +148,13 @@ def markdown(data: dict, command: str) -> str:
         lines.append(f"| {v} | {fmt(acc)} |")
     lines += ["", "JSON twin: `federated.json`. Records: `reports/records/federated/`.", ""]
     return "\n".join(lines)
+
+
+def _eps(arm: dict, values: list) -> str:
+    """The RDP ε the arm's runs spent: '—' before any run, '∞ (not private)' for the reference."""
+    if not arm["seeds"]:
+        return "—"
+    return ", ".join(map(str, values)) or "∞ (not private)"
 
 
 def _rounds(arms: dict) -> list:

@@ -207,6 +207,63 @@ def strict(obj):
     return obj
 
 
+def one_round(t: int, fed: Federation, global_params: dict, zero_wire: dict, accountant: RDPAccountant, *,
+              noise_std: float, bytes_per_client: int, shapes: dict) -> tuple[dict, dict]:
+    """Round ``t`` (module docstring, step 2): sample, local updates, encode, clip + sum + noise, denoise,
+    decode, step; updates ``global_params`` and the model in place. Returns (metrics row, non-private row)."""
+    config, plan, model, codec = fed.config, fed.plan, fed.model, fed.codec
+    f = config.federation
+    expected_clients = f.sample_rate * f.clients  # qK, the public divisor
+    start = time.perf_counter()
+    sampled = poisson_sample(f.clients, f.sample_rate, fed.streams.sampling)  # client ids
+    wires, losses, errors = [], [], []
+    for i in sampled:
+        update, loss = local_update(model, fed.client_data, fed.shards[i], global_params, config.local,
+                                    fed.local_rng)
+        wires.append(codec.encode(update))  # on the client: the encoder is public and fixed
+        errors.append(codec.reconstruction_error(update))
+        if loss is not None:
+            losses.append(loss)
+    clip = None if not plan.private else plan.max_grad_norm
+    total, norms, factors = aggregation.clipped_sum(wires, zero_wire, clip)
+    if plan.private:  # the round's only private release
+        released = aggregation.release(total, noise_multiplier=plan.noise_multiplier,
+                                       max_grad_norm=plan.max_grad_norm, expected_clients=expected_clients,
+                                       rng=fed.streams.noise)
+        accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=f.sample_rate, steps=1)
+    else:
+        released = aggregation.average_without_noise(total, expected_clients=expected_clients)
+    kept = None
+    denoise = config.denoise.settings()
+    if denoise is not None:  # post-processing in wire space, where the noise is i.i.d. N(0, s²)
+        released, summary = server.denoise_release(released, noise_std=noise_std, settings=denoise,
+                                                   encoded=codec.encoder != "none", seed=t)
+        kept = summary["total_kept"]
+    server.apply_update(global_params, codec.decode(released, shapes), server_lr=f.server_lr)
+    set_params(model, global_params)
+    row = {"round": t, "bytes_per_client": bytes_per_client,
+           "expected_bytes_per_round": expected_clients * bytes_per_client}
+    if plan.private:
+        row["epsilon_rdp"] = accountant.get_epsilon(plan.delta)
+        row["epsilon_gdp_approx"] = epsilon_from_mu(
+            mu=mu_poisson(noise_multiplier=plan.noise_multiplier, sample_rate=f.sample_rate, steps=t),
+            delta=plan.delta)
+    if kept is not None:
+        row["denoise_kept_total"] = kept
+    if t % config.run.eval_every == 0 or t == f.rounds:
+        row["eval"] = evaluate(model, fed.eval_data, config.data.task, config.run.eval_batch_size)
+    finite_errors = [e for e in errors if e is not None and math.isfinite(e)]
+    nonprivate = {"round": t, "clients_sampled": int(len(sampled)),
+                  "bytes_sent": int(len(sampled)) * bytes_per_client,
+                  "mean_local_loss": float(np.mean(losses)) if losses else None,
+                  "mean_norm": float(np.mean([n for n in norms if math.isfinite(n)])) if norms else None,
+                  "clipped_fraction": float(np.mean([c < 1.0 for c in factors])) if factors else None,
+                  "dropped_nonfinite": int(sum(not math.isfinite(n) for n in norms)),
+                  "reconstruction_error_non_private": float(np.mean(finite_errors)) if finite_errors else None,
+                  "seconds": time.perf_counter() - start}
+    return row, nonprivate
+
+
 def run_federated(config: FederatedConfig, *, log=print) -> dict:
     """Run the whole federated training (module docstring); returns the summary written to summary.json."""
     run_dir = RunDir(config.run.out)
@@ -221,7 +278,6 @@ def run_federated(config: FederatedConfig, *, log=print) -> dict:
     expected_clients = f.sample_rate * f.clients  # qK, the public divisor
     noise_std = 0.0 if not plan.private else noise_std_of_average(
         noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm, expected_batch_size=expected_clients)
-    denoise = config.denoise.settings()
     global_params = {n: model.params[n].copy() for n in model.trainable}
     zero_wire = codec.encode({n: model.xp.zeros_like(v) for n, v in global_params.items()})
     accountant = RDPAccountant()
@@ -231,52 +287,8 @@ def run_federated(config: FederatedConfig, *, log=print) -> dict:
     bar = tqdm(total=f.rounds, desc="rounds", file=sys.stderr, dynamic_ncols=True, disable=not config.run.progress)
     history = []
     for t in range(1, f.rounds + 1):
-        start = time.perf_counter()
-        sampled = poisson_sample(f.clients, f.sample_rate, fed.streams.sampling)  # client ids
-        wires, losses, errors = [], [], []
-        for i in sampled:
-            update, loss = local_update(model, fed.client_data, fed.shards[i], global_params, config.local,
-                                        fed.local_rng)
-            wires.append(codec.encode(update))  # on the client: the encoder is public and fixed
-            errors.append(codec.reconstruction_error(update))
-            if loss is not None:
-                losses.append(loss)
-        clip = None if not plan.private else plan.max_grad_norm
-        total, norms, factors = aggregation.clipped_sum(wires, zero_wire, clip)
-        if plan.private:  # the round's only private release
-            released = aggregation.release(total, noise_multiplier=plan.noise_multiplier,
-                                           max_grad_norm=plan.max_grad_norm, expected_clients=expected_clients,
-                                           rng=fed.streams.noise)
-            accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=f.sample_rate, steps=1)
-        else:
-            released = aggregation.average_without_noise(total, expected_clients=expected_clients)
-        kept = None
-        if denoise is not None:  # post-processing in wire space, where the noise is i.i.d. N(0, s²)
-            released, summary = server.denoise_release(released, noise_std=noise_std, settings=denoise,
-                                                       encoded=codec.encoder != "none", seed=t)
-            kept = summary["total_kept"]
-        server.apply_update(global_params, codec.decode(released, shapes), server_lr=f.server_lr)
-        set_params(model, global_params)
-        row = {"round": t, "bytes_per_client": bytes_per_client,
-               "expected_bytes_per_round": expected_clients * bytes_per_client}
-        if plan.private:
-            row["epsilon_rdp"] = accountant.get_epsilon(plan.delta)
-            row["epsilon_gdp_approx"] = epsilon_from_mu(
-                mu=mu_poisson(noise_multiplier=plan.noise_multiplier, sample_rate=f.sample_rate, steps=t),
-                delta=plan.delta)
-        if kept is not None:
-            row["denoise_kept_total"] = kept
-        if t % config.run.eval_every == 0 or t == f.rounds:
-            row["eval"] = evaluate(model, fed.eval_data, config.data.task, config.run.eval_batch_size)
-        finite_errors = [e for e in errors if e is not None and math.isfinite(e)]
-        nonprivate = {"round": t, "clients_sampled": int(len(sampled)),
-                      "bytes_sent": int(len(sampled)) * bytes_per_client,
-                      "mean_local_loss": float(np.mean(losses)) if losses else None,
-                      "mean_norm": float(np.mean([n for n in norms if math.isfinite(n)])) if norms else None,
-                      "clipped_fraction": float(np.mean([c < 1.0 for c in factors])) if factors else None,
-                      "dropped_nonfinite": int(sum(not math.isfinite(n) for n in norms)),
-                      "reconstruction_error_non_private": float(np.mean(finite_errors)) if finite_errors else None,
-                      "seconds": time.perf_counter() - start}
+        row, nonprivate = one_round(t, fed, global_params, zero_wire, accountant, noise_std=noise_std,
+                                    bytes_per_client=bytes_per_client, shapes=shapes)
         run_dir.log(strict(row), strict(nonprivate))
         history.append(row)
         bar.set_postfix({k: v for k, v in (("acc", row.get("eval", {}).get("accuracy")),

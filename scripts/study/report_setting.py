@@ -13,7 +13,7 @@ from scripts.study._study_stats import MIN_SEEDS, mean_sd, paired, steps_to
 
 
 MAIN_REFERENCE = ("baseline", "rmt")  # the plan arms a setting's report compares (the paired difference: 2nd − 1st)
-LORA_REFERENCE = ("ft", "ft_rmt")  # the DP-LoRA comparison: full fine-tuning without / with RMT; the LoRA arms are set beside
+LORA_REFERENCE = ("ft", "ft_rmt")  # the DP-LoRA comparison: full fine-tuning without / with RMT; LoRA arms beside it
 
 
 
@@ -37,6 +37,59 @@ def nonprivate_target(setting: str, plan: dict, loaded: list[dict]):
     return (f"the non-private arm's mean final accuracy ({len(runs)} seeds)",
             float(np.mean([r["final_accuracy"] for r in runs])))
 
+
+
+def _add_arm(report: dict, key: str, arm: str, rs: list[dict], checkpoints: list, best) -> None:
+    """One arm's rows of the setting's report (finished runs ``rs``): accuracies at the checkpoints, finals,
+    steps to 90% / 95% of ``best``, mean curves, the NON-PRIVATE alignment gains, cost and denoiser activity."""
+    report["accuracy_at"][key] = {str(s): [accuracy_at(r["curve"], s) for r in rs] for s in checkpoints}
+    report["final_accuracy"][key] = [r["final_accuracy"] for r in rs]
+    report["final_accuracy_stats"][key] = mean_sd(report["final_accuracy"][key])
+    if best is not None:
+        report["steps_to_90"][key] = [steps_to(r["curve"], 0.9 * best) for r in rs]
+        report["steps_to_95"][key] = [steps_to(r["curve"], 0.95 * best) for r in rs]
+    steps = sorted({s for r in rs for s in r["curve"]})
+    report["mean_curve"][key] = {str(s): mean_sd([r["curve"].get(s) for r in rs]) for s in steps}
+    gsteps = sorted({s for r in rs for s in r["gain"]})
+    if gsteps and arm != "baseline":
+        report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
+        report["gain_per_seed_non_private"][key] = [
+            {"mean": float(np.mean(list(r["gain"].values()))), "min": float(min(r["gain"].values())),
+             "negative": int(sum(g < 0 for g in r["gain"].values())), "steps": len(r["gain"])}
+            if r["gain"] else None for r in rs]
+    report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
+    report["trainable_parameters"][key] = rs[0]["summary"].get("trainable_parameters")  # older runs: None
+    report["lr_per_arm"][key] = rs[0]["summary"].get("lr")
+    if any(r["kept"] for r in rs):
+        active = [[s for s, k in r["kept"].items() if k > 0] for r in rs]
+        report["denoiser_activity"][key] = {
+            "steps_with_kept": [len(a) for a in active], "last_step_with_kept": [max(a) if a else None
+                                                                                for a in active],
+            "kept_total": [int(sum(r["kept"].values())) for r in rs],
+            "mean_kept_per_step": {str(s): float(np.mean([r["kept"].get(s, 0) for r in rs]))
+                                   for s in sorted({s for r in rs for s in r["kept"]})}}
+    report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
+
+
+def _add_paired(report: dict, base: list, den: list, finished: dict, reference: tuple, checkpoints: list) -> None:
+    """Paired differences (same seeds) of every arm's final accuracy to the baseline's, and of the reference
+    pair at each checkpoint with its wins."""
+    a = {r["seed"]: r["final_accuracy"] for r in base}
+    if base:
+        for arm, rs in finished.items():
+            if arm != reference[0]:
+                report["paired_vs_baseline"][REPORT_KEY.get(arm, arm)] = paired(
+                    a, {r["seed"]: r["final_accuracy"] for r in rs})
+    if base and den:
+        report["paired_final"] = report["paired_vs_baseline"][REPORT_KEY.get(reference[1], reference[1])]
+        for s in checkpoints:
+            a_s = {r["seed"]: accuracy_at(r["curve"], s) for r in base}
+            b_s = {r["seed"]: accuracy_at(r["curve"], s) for r in den}
+            pd = paired(a_s, b_s)
+            report["paired_at"][str(s)] = pd
+            report["wins_at"][str(s)] = {"denoised_wins": int(sum(d > 0 for d in pd["differences"])),
+                                         "ties": int(sum(d == 0 for d in pd["differences"])),
+                                         "seeds": len(pd["differences"])}
 
 
 def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
@@ -97,55 +150,13 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
                          if r["attempts"]},
     }
     for arm, rs in finished.items():
-        key = REPORT_KEY.get(arm, arm)
-        report["accuracy_at"][key] = {str(s): [accuracy_at(r["curve"], s) for r in rs] for s in checkpoints}
-        report["final_accuracy"][key] = [r["final_accuracy"] for r in rs]
-        report["final_accuracy_stats"][key] = mean_sd(report["final_accuracy"][key])
-        if best is not None:
-            report["steps_to_90"][key] = [steps_to(r["curve"], 0.9 * best) for r in rs]
-            report["steps_to_95"][key] = [steps_to(r["curve"], 0.95 * best) for r in rs]
-        steps = sorted({s for r in rs for s in r["curve"]})
-        report["mean_curve"][key] = {str(s): mean_sd([r["curve"].get(s) for r in rs]) for s in steps}
-        gsteps = sorted({s for r in rs for s in r["gain"]})
-        if gsteps and arm != "baseline":
-            report["gain_curve_non_private"][key] = {str(s): mean_sd([r["gain"].get(s) for r in rs]) for s in gsteps}
-            report["gain_per_seed_non_private"][key] = [
-                {"mean": float(np.mean(list(r["gain"].values()))), "min": float(min(r["gain"].values())),
-                 "negative": int(sum(g < 0 for g in r["gain"].values())), "steps": len(r["gain"])}
-                if r["gain"] else None for r in rs]
-        report["step_seconds"][key] = mean_sd([r["step_seconds_mean"] for r in rs])
-        report["trainable_parameters"][key] = rs[0]["summary"].get("trainable_parameters")  # older runs: None
-        report["lr_per_arm"][key] = rs[0]["summary"].get("lr")
-        if any(r["kept"] for r in rs):
-            active = [[s for s, k in r["kept"].items() if k > 0] for r in rs]
-            report["denoiser_activity"][key] = {
-                "steps_with_kept": [len(a) for a in active], "last_step_with_kept": [max(a) if a else None
-                                                                                    for a in active],
-                "kept_total": [int(sum(r["kept"].values())) for r in rs],
-                "mean_kept_per_step": {str(s): float(np.mean([r["kept"].get(s, 0) for r in rs]))
-                                       for s in sorted({s for r in rs for s in r["kept"]})}}
-        report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
+        _add_arm(report, REPORT_KEY.get(arm, arm), arm, rs, checkpoints, best)
     report["identical_arms"] = identical_arms(finished)
     for key in report["reference"].values():
         report["steps_to_90"].setdefault(key, [])
         report["steps_to_95"].setdefault(key, [])
         report["final_accuracy"].setdefault(key, [])
-    a = {r["seed"]: r["final_accuracy"] for r in base}
-    if base:
-        for arm, rs in finished.items():
-            if arm != reference[0]:
-                report["paired_vs_baseline"][REPORT_KEY.get(arm, arm)] = paired(
-                    a, {r["seed"]: r["final_accuracy"] for r in rs})
-    if base and den:
-        report["paired_final"] = report["paired_vs_baseline"][REPORT_KEY.get(reference[1], reference[1])]
-        for s in checkpoints:
-            a_s = {r["seed"]: accuracy_at(r["curve"], s) for r in base}
-            b_s = {r["seed"]: accuracy_at(r["curve"], s) for r in den}
-            pd = paired(a_s, b_s)
-            report["paired_at"][str(s)] = pd
-            report["wins_at"][str(s)] = {"denoised_wins": int(sum(d > 0 for d in pd["differences"])),
-                                         "ties": int(sum(d == 0 for d in pd["differences"])),
-                                         "seeds": len(pd["differences"])}
+    _add_paired(report, base, den, finished, reference, checkpoints)
     return report
 
 

@@ -1,6 +1,7 @@
 """Stage 1 of the classifier (models/roberta.py): token ids -> the first hidden states, and back.
 
-Forward, with ids, types (B, T) int64 and the tables word (V, C), position (P, C), token_type (2, C):
+Forward, with ids, types (B, T) int64 and the tables word (V, C), position (P, C), token_type (S, C)
+(S = type_vocab_size: 2 in BERT, 1 in RoBERTa):
 
     e  = word[ids] + position[pos] + token_type[types]      (B, T, C)   embeddings.{word, position, token_type}_embeddings
     x0 = dropout(LayerNorm(e))                               (B, T, C)   embeddings.LayerNorm

@@ -50,7 +50,8 @@ def collect(plan: dict, records: Path) -> dict:
     arms = {}
     for arm, spec in plan["arms"].items():
         runs = {}
-        for folder in sorted((records / arm).glob("seed*"), key=lambda p: int(p.name[4:])):
+        folders = [p for p in (records / arm).glob("seed*") if p.name[4:].isdigit()]  # not an unfinished copy
+        for folder in sorted(folders, key=lambda p: int(p.name[4:])):
             run = load_run(folder)
             if run is not None:
                 runs[int(folder.name[4:])] = run
@@ -74,11 +75,12 @@ def collect(plan: dict, records: Path) -> dict:
             if runs else None,
         }
     finals = {arm: dict(zip(a["seeds"], a["final_accuracy"])) for arm, a in arms.items()}
-    comparisons = [{"a": a, "b": b, **paired(finals[a], finals[b])} for a, b in COMPARISONS
-                   if a in finals and b in finals]
+    comparisons = [{"a": a, "b": b, "complete": arms[a]["complete"] and arms[b]["complete"],
+                    **paired(finals[a], finals[b])} for a, b in COMPARISONS if a in finals and b in finals]
     return {"about": plan["about"], "setting": plan["setting"], "private": plan["private"],
             "search": search(plan, records), "arms": arms, "paired": comparisons,
-            "complete": all(a["complete"] for a in arms.values()), "verdict": verdict(arms, comparisons)}
+            "epsilon": target_epsilon(plan), "complete": all(a["complete"] for a in arms.values()),
+            "verdict": verdict(arms, comparisons, target_epsilon(plan))}
 
 
 def search(plan: dict, records: Path) -> dict:
@@ -94,14 +96,19 @@ def search(plan: dict, records: Path) -> dict:
             "rule": "highest final validation accuracy (ties: the smaller value)"}
 
 
-def verdict(arms: dict, comparisons: list) -> str:
+def target_epsilon(plan: dict) -> str:
+    """The client-level ε every private arm targets, as the plan's flags give it (e.g. "8")."""
+    return plan["private"][plan["private"].index("--epsilon") + 1]
+
+
+def verdict(arms: dict, comparisons: list, epsilon: str) -> str:
     """DR-Encoder against DP-FedAvg at the same ε, in words, from the paired interval."""
     pair = next((c for c in comparisons if (c["a"], c["b"]) == ("dp_fedavg", "dr_encoder")), None)
     if pair is None or not (arms.get("dp_fedavg", {}).get("complete") and arms.get("dr_encoder", {}).get("complete")):
-        return "not yet: DR-Encoder and DP-FedAvg need 3 seeds each"
+        return f"not yet: DR-Encoder and DP-FedAvg need {MIN_SEEDS} seeds each"
     lo, hi = pair["ci95"]
     words = ("helps" if lo > 0 else "hurts" if hi < 0 else "makes no difference the seeds can resolve")
-    return (f"at client-level ε = 8, DR-Encoder {words} against DP-FedAvg-LoRA: final accuracy difference "
+    return (f"at client-level ε = {epsilon}, DR-Encoder {words} against DP-FedAvg-LoRA: final accuracy difference "
             f"{pair['mean']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}] over {len(pair['seeds'])} paired seeds")
 
 
@@ -110,10 +117,14 @@ def markdown(data: dict, command: str) -> str:
     lines = ["# Federated fine-tuning with client-level DP: DR-Encoder beside DP-FedAvg-LoRA and a FedCG-style "
              "encoder", "", f"Regenerate: `{command}`", "", data["about"], "",
              f"Setting flags: `{' '.join(data['setting'])}`; private arms add `{' '.join(data['private'])}`.", "",
-             "Every arm is private at the same client level: add/remove one client, σ calibrated by the RDP "
-             "accountant for all rounds (the guarantee); the GDP ε beside it is the central-limit approximation "
-             "(Bu et al. 2020), not an upper bound. Central DP: the server is trusted with the clipped "
-             "contributions. docs/federated.md gives every design choice.", "",
+             f"What is private: each run of a private arm spends client-level ε = {data['epsilon']} under "
+             "add/remove-one-client adjacency, σ calibrated by the RDP accountant for all its rounds (the "
+             "guarantee); the GDP ε beside it is the central-limit approximation (Bu et al. 2020), not an upper "
+             "bound. Central DP: the server is trusted with the clipped contributions. The non-private arm is NOT "
+             "private (the cap). Not counted in ε: the server-learning-rate search (three DP-FedAvg runs on the "
+             "same clients' data; its validation examples are client data in the main runs). Every run is "
+             "seeded (`--seed k`), so its noise is reproducible: experiments only, NOT private against anyone "
+             "who knows the seed. docs/federated.md gives every design choice.", "",
              "## Verdict", "", f"**DR-Encoder vs DP-FedAvg:** {data['verdict']}.", "",
              "## Final held-out accuracy (SST-2 dev)", "",
              "| arm | seeds | final accuracy (mean ± sd) | per seed | ε (RDP) | ε (GDP approx.) | bytes / client / "
@@ -133,7 +144,8 @@ def markdown(data: dict, command: str) -> str:
               "data without noise, outside the guarantee).", "", "## Paired differences (b − a, same seeds)", "",
               "| a | b | mean [95% t-interval] |", "|---|---|---|"]
     for c in data["paired"]:
-        lines.append(f"| {arms[c['a']]['label']} | {arms[c['b']]['label']} | {fmt_ci(c)} |")
+        mark = "" if c["complete"] else f" (INCOMPLETE: fewer than {MIN_SEEDS} seeds; no conclusion)"
+        lines.append(f"| {arms[c['a']]['label']} | {arms[c['b']]['label']} | {fmt_ci(c)}{mark} |")
     lines += ["", "## Accuracy per round (mean over seeds)", "", "![accuracy per round](federated_accuracy.png)", "",
               "| arm | " + " | ".join(f"round {t}" for t in _rounds(arms)) + " |",
               "|---|" + "---|" * len(_rounds(arms))]
@@ -175,7 +187,7 @@ def plot(data: dict, path: Path) -> Path | None:
         if rounds:
             ax.plot(rounds, [a["accuracy_per_round"][str(t)]["mean"] for t in rounds], marker=".",
                     label=f"{a['label']} (n={a['final']['n']})")
-    ax.set(title="SST-2 dev accuracy per round (mean over seeds), client-level ε = 8", xlabel="round",
+    ax.set(title=f"SST-2 dev accuracy per round (mean over seeds), client-level ε = {data['epsilon']}", xlabel="round",
            ylabel="accuracy")
     ax.title.set_fontsize(9)
     if ax.lines:

@@ -24,6 +24,7 @@ records (scripts/study/federated_report.py), and with --commit exactly those pat
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -117,7 +118,7 @@ def read_summary(path: Path) -> dict | None:
 
 def save_record(run_dir: Path, record: Path) -> Path:
     """Copy a finished run's record files; the record appears whole or not at all (summary.json last)."""
-    tmp = record.with_name(record.name + ".tmp")
+    tmp = record.with_name("." + record.name + ".tmp")  # hidden: never read as a record
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in RECORD_FILES:
@@ -151,14 +152,16 @@ def window(plan: dict, args, data_flags: list, setting: list, *, clock=None, lau
     report = report or (lambda: federated_report.write(plan, records, Path(args.reports)))
     deadline = study_window.Deadline(clock, args.minutes) if args.minutes else None
     running, refused, recorded = {}, set(), 0
+    peak = {}  # run -> the most runs seen going at once while it ran (its ledger row's "jobs")
     while True:
         for name, (run, child, start, load) in list(running.items()):
+            peak[name] = max(peak.get(name, 0), len(running))
             rc = child.poll()
             if rc is None:
                 continue
             del running[name]
-            recorded += finish(run, child, rc, clock.now() - start, load, args, jobs, clock=clock, git=git,
-                               report=report, log=log)
+            recorded += finish(run, child, rc, clock.now() - start, load, args, peak.pop(name), clock=clock,
+                               git=git, report=report, log=log)
         left = deadline.left() if deadline else float("inf")
         if left <= -60.0 * args.grace:  # a run still going this long past the deadline is stopped (lost)
             for _, child, _, _ in running.values():
@@ -207,23 +210,27 @@ def _failed(rows: list, name: str) -> bool:
 
 
 def finish(run: FedRun, child, rc, wall: float, load: float, args, jobs: int, *, clock, git, report, log) -> int:
+    """Ledger row (``jobs``: the most runs going at once while it ran), the record and the report for a finished
+    run, and with --commit all of --records and the report folder (a record an earlier commit missed goes in
+    too). Returns 1 if the run finished."""
     records, out = Path(args.records), Path(args.runs) / run.name
     finished = rc == 0 and read_summary(out) is not None
     row = {"run": run.name, "rc": rc, "finished": finished, "wall_seconds": wall, "cpu_seconds": child.cpu_seconds,
            "jobs": jobs, "blas_threads": 1, "load_start": load, "load_end": os.getloadavg()[0],
            "ended": time.strftime("%Y-%m-%dT%H:%M:%S")}
     study_window.append_row(records / "ledger.jsonl", row)
-    paths = [records / "ledger.jsonl"]
     if finished:
-        paths.append(save_record(out, records / run.name))
-        paths += report()
+        save_record(out, records / run.name)
+        report()
     summary = read_summary(out) if finished else None
-    what = (f"finished (final accuracy {summary['final_eval']['accuracy']:.4f})" if finished
+    measured = "validation accuracy" if run.name.startswith(SEARCH) else "final accuracy"
+    what = (f"finished ({measured} {summary['final_eval']['accuracy']:.4f})" if finished
             else f"stopped or failed (rc {rc})")
     log(f"federated: {run.name} {what}")
     if args.commit:
         message = f"federated study: {run.name} {what}; records" + (" and report" if finished else "")
-        if not study_window.commit_paths(paths, message, repo=_repo(records), git=git, clock=clock):
+        if not study_window.commit_paths([records, Path(args.reports)], message, repo=_repo(records), git=git,
+                                         clock=clock):
             log(f"federated: could not commit the records of {run.name}")
     return int(finished)
 
@@ -254,6 +261,18 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def lock(records: Path):
+    """One window at a time over the same records: an exclusive lock on RECORDS/../.NAME.lock (not committed)."""
+    path = records.parent / f".{records.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"federated: another window holds {path}") from None
+    return handle
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     plan = load_plan(args.plan)
@@ -261,6 +280,7 @@ def main(argv=None) -> int:
         for path in federated_report.write(plan, Path(args.records), Path(args.reports)):
             print(path)
         return 0
+    holder = lock(Path(args.records))  # held until the process exits
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
             from tests.fixtures import write_tiny_bert, write_tiny_tsv  # noqa: PLC0415 (test assets, smoke only)
@@ -276,6 +296,7 @@ def main(argv=None) -> int:
             data_flags, setting = ["--model", args.model, "--data", args.data], plan["setting"]
         recorded = window(plan, args, data_flags, setting)
     print(f"federated: {recorded} run(s) recorded in this window")
+    holder.close()
     return 0
 
 

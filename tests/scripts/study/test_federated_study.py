@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from scripts.study import federated_report, federated_study as study
 
@@ -131,8 +135,43 @@ def test_commits_only_records_and_the_report(tmp_path):
     commits = [c for c in git.calls if c[0] == "commit"]
     assert len(commits) == 1 and "--only" in commits[0]
     paths = commits[0][commits[0].index("--") + 1:]
-    assert paths and all(p.startswith(("records/", "reports/")) for p in paths)
-    assert "records/search/server_lr1/seed0" in paths and "reports/federated.json" in paths
+    assert paths == ["records", "reports"]  # the records folder and the report folder, nothing else
+    assert "validation accuracy 0.6000" in commits[0][commits[0].index("-m") + 1]
+
+
+def test_two_windows_over_the_same_records_cannot_run_at_once(tmp_path):
+    holder = study.lock(tmp_path / "records")
+    try:
+        with pytest.raises(SystemExit, match="another window holds"):
+            study.lock(tmp_path / "records")
+    finally:
+        holder.close()
+
+
+def test_an_unfinished_copy_of_a_record_is_never_read(tmp_path):
+    run_window(tmp_path, "runs", minutes=15)
+    records = tmp_path / "records"
+    (records / "dp_fedavg" / ".seed0.tmp").mkdir(parents=True)  # a copy cut short
+    (records / "dp_fedavg" / "seed1.tmp").mkdir()  # the name an older version used
+    data = federated_report.collect(study.load_plan(), records)
+    assert data["arms"]["dp_fedavg"]["seeds"] == []
+
+
+def test_a_run_that_ran_alone_is_logged_with_one_job(tmp_path):
+    # two search runs go together; the third runs alone (the main runs wait for the search's choice)
+    run_window(tmp_path, "runs", jobs=2)
+    rows = [json.loads(line) for line in (tmp_path / "records" / "ledger.jsonl").read_text().splitlines()]
+    assert [r["jobs"] for r in rows[:4]] == [2, 2, 1, 2]
+
+
+def test_incomplete_pairs_are_marked(tmp_path):
+    run_window(tmp_path, "runs")
+    records = tmp_path / "records"
+    shutil.rmtree(records / "dr_encoder" / "seed2")
+    data = federated_report.collect(study.load_plan(), records)
+    pair = next(c for c in data["paired"] if (c["a"], c["b"]) == ("dp_fedavg", "dr_encoder"))
+    assert not pair["complete"] and data["verdict"].startswith("not yet")
+    assert "INCOMPLETE: fewer than 3 seeds" in federated_report.markdown(data, "cmd")
 
 
 def test_smoke_run_of_the_tiny_bert_is_recorded(tmp_path):
@@ -156,3 +195,13 @@ def _smoke_plan(tmp: Path) -> Path:
     path = tmp / "plan.json"
     path.write_text(json.dumps(plan))
     return path
+
+
+def test_update_stats_on_known_updates():
+    from scripts.study.federated_update_stats import update_stats
+
+    a = {"classifier.weight": np.array([3.0, 0.0]), "lora_B": np.array([0.0, 4.0])}  # norm 5, head share 9/25
+    b = {"classifier.weight": np.array([3.0, 0.0]), "lora_B": np.array([0.0, -4.0])}  # cosine to a: (9-16)/25
+    stats = update_stats([a, b], ["classifier.weight"])
+    assert stats["norm_median"] == 5.0 and stats["head_share_of_squared_norm_median"] == 9 / 25
+    assert abs(stats["pairwise_cosine_mean"] - (-7 / 25)) < 1e-12

@@ -9,7 +9,7 @@ the additive attention bias (B, 1, 1, T):
     x2 = LayerNorm(dropout(f Wfᵀ + bf) + x1)                   (B, T, C)  output.{dense, LayerNorm}
 
 Backward reads these lines bottom up: each parameterised layer's backward returns dx and its per-example
-records (``SequenceClassifier._layer_backward`` keeps those of trainable parameters); each residual adds
+records (``SequenceClassifier.layer_backward`` keeps those of trainable parameters); each residual adds
 its branch's gradient back (dx1 += dsum2, dx += dsum1). A linear layer the LoRA spec targets runs as a
 LoRA layer (minidp.nn.lora), forward and back, with its factors' records beside the base weight's.
 
@@ -39,7 +39,7 @@ class BlockCache:
 
 def _attention_params(model, lp: str) -> dict:
     """{"query" | "key" | "value": that projection's parameters} of the block whose names start with ``lp``."""
-    return {name: model._module_params(f"{lp}attention.self.{name}") for name in attention.PROJECTIONS}
+    return {name: model.module_params(f"{lp}attention.self.{name}") for name in attention.PROJECTIONS}
 
 
 def forward(model, layer: int, x, attn_bias):
@@ -52,17 +52,17 @@ def forward(model, layer: int, x, attn_bias):
                                         dropout_p=cfg.attention_probs_dropout_prob,
                                         rng=model.dropout_rng, training=model.training,
                                         lora=lora_attn)  # (B, T, C)
-    h, attn_out_cache = model._linear(f"{lp}attention.output.dense", ctx)  # (B, T, C)
-    h, attn_drop = model._dropout(h, cfg.hidden_dropout_prob)  # (B, T, C)
+    h, attn_out_cache = model.linear(f"{lp}attention.output.dense", ctx)  # (B, T, C)
+    h, attn_drop = model.apply_dropout(h, cfg.hidden_dropout_prob)  # (B, T, C)
     h += x  # residual
-    x1, ln1_cache = layernorm.forward(model._module_params(f"{lp}attention.output.LayerNorm"), h,
+    x1, ln1_cache = layernorm.forward(model.module_params(f"{lp}attention.output.LayerNorm"), h,
                                       cfg.layer_norm_eps)  # (B, T, C)
-    f, inter_cache = model._linear(f"{lp}intermediate.dense", x1)  # (B, T, F)
+    f, inter_cache = model.linear(f"{lp}intermediate.dense", x1)  # (B, T, F)
     f, gelu_cache = activations.gelu_forward(f)  # (B, T, F)
-    h2, out_cache = model._linear(f"{lp}output.dense", f)  # (B, T, C)
-    h2, out_drop = model._dropout(h2, cfg.hidden_dropout_prob)  # (B, T, C)
+    h2, out_cache = model.linear(f"{lp}output.dense", f)  # (B, T, C)
+    h2, out_drop = model.apply_dropout(h2, cfg.hidden_dropout_prob)  # (B, T, C)
     h2 += x1  # residual
-    x2, ln2_cache = layernorm.forward(model._module_params(f"{lp}output.LayerNorm"), h2,
+    x2, ln2_cache = layernorm.forward(model.module_params(f"{lp}output.LayerNorm"), h2,
                                       cfg.layer_norm_eps)  # (B, T, C)
     return x2, BlockCache(attention=attn_cache, attn_out=attn_out_cache, attn_dropout=attn_drop,
                           attn_layernorm=ln1_cache, intermediate=inter_cache, gelu=gelu_cache,
@@ -72,7 +72,7 @@ def forward(model, layer: int, x, attn_bias):
 def backward(model, layer: int, c: BlockCache, dx2, records: dict):
     """dx2 (B, T, C) -> dx (B, T, C); the records of the block's trainable parameters go into ``records``."""
     lp = f"{model.config.prefix}encoder.layer.{layer}."
-    run = model._layer_backward
+    run = model.layer_backward
     linear_backward = lora_layer.backward_any  # a linear layer, or a LoRA one where the module has factors
     # x2 = LayerNorm(dropout(gelu(x1 Wiᵀ + bi) Wfᵀ + bf) + x1)
     dsum2 = run(layernorm.backward, f"{lp}output.LayerNorm", c.out_layernorm, dx2, records)  # (B, T, C)
@@ -88,6 +88,6 @@ def backward(model, layer: int, c: BlockCache, dx2, records: dict):
     dh = dropout.backward(c.attn_dropout, dsum1)  # (B, T, C)
     dctx = run(linear_backward, f"{lp}attention.output.dense", c.attn_out, dh, records)  # (B, T, C)
     dx, recs = attention.backward(_attention_params(model, lp), c.attention, dctx)  # (B, T, C)
-    model._keep(f"{lp}attention.self", recs, records)
+    model.keep_records(f"{lp}attention.self", recs, records)
     dx += dsum1  # x also feeds the residual
     return dx

@@ -57,8 +57,8 @@ def forward(model, ids, types):
     typ, typ_cache = embedding.forward({"weight": P[f"{pre}token_type_embeddings.weight"]}, types)  # (B, T, C)
     x = word + pos  # (B, T, C)
     x += typ
-    x, ln_cache = layernorm.forward(model._module_params(f"{pre}LayerNorm"), x, cfg.layer_norm_eps)  # (B, T, C)
-    x, drop_cache = model._dropout(x, cfg.hidden_dropout_prob)  # (B, T, C)
+    x, ln_cache = layernorm.forward(model.module_params(f"{pre}LayerNorm"), x, cfg.layer_norm_eps)  # (B, T, C)
+    x, drop_cache = model.apply_dropout(x, cfg.hidden_dropout_prob)  # (B, T, C)
     return x, EmbeddingsCache(word=word_cache, position=pos_cache, token_type=typ_cache,
                               layernorm=ln_cache, dropout=drop_cache)
 
@@ -68,7 +68,7 @@ def backward(model, c: EmbeddingsCache, dx, records: dict) -> None:
     cfg = model.config
     pre = f"{cfg.prefix}embeddings."
     dx = dropout.backward(c.dropout, dx)  # (B, T, C)
-    dsum = model._layer_backward(layernorm.backward, f"{pre}LayerNorm", c.layernorm, dx, records)  # (B, T, C)
+    dsum = model.layer_backward(layernorm.backward, f"{pre}LayerNorm", c.layernorm, dx, records)  # (B, T, C)
     # e = word[ids] + position[pos] + type[types]: each table receives dsum at the rows it read.
     # Tables built with padding_idx (word: both families; position: RoBERTa) get no gradient at that
     # row, as torch.nn.Embedding(padding_idx=...) — the mask zeroes those tokens' contributions.
@@ -78,11 +78,11 @@ def backward(model, c: EmbeddingsCache, dx, records: dict) -> None:
               ("token_type_embeddings", c.token_type, False)]
     for table, emb_cache, has_padding_idx in tables:
         name = f"{pre}{table}.weight"
-        if not model._trains(name):
+        if not model.trains(name):
             continue
         g = dsum
         if has_padding_idx:  # (multiplied even when nothing is padding: asking would cost a host copy)
             keep = emb_cache.ids != pad  # (B, T)
             g = dsum * keep[:, :, None].astype(dsum.dtype)  # (B, T, C)
         _, recs = embedding.backward({"weight": model.params[name]}, emb_cache, g)
-        model._keep(f"{pre}{table}", recs, records)
+        model.keep_records(f"{pre}{table}", recs, records)

@@ -41,11 +41,11 @@ def forward(model, hidden, mask):
     z, pool_cache = pooling_layer.forward(hidden, mask, model.pooling)  # (B, C): <s> / [CLS], or the mean
     in_drop = None
     if cfg.model_type == "roberta":
-        z, in_drop = model._dropout(z, cfg.head_dropout)  # (B, C)
-    z, dense_cache = linear.forward(model._module_params(dense), z)  # (B, C)
+        z, in_drop = model.apply_dropout(z, cfg.head_dropout)  # (B, C)
+    z, dense_cache = linear.forward(model.module_params(dense), z)  # (B, C)
     z, tanh_cache = activations.tanh_forward(z)  # (B, C)
-    z, out_drop = model._dropout(z, cfg.head_dropout)  # (B, C)
-    logits, out_cache = linear.forward(model._module_params(out), z)  # (B, K)
+    z, out_drop = model.apply_dropout(z, cfg.head_dropout)  # (B, C)
+    logits, out_cache = linear.forward(model.module_params(out), z)  # (B, K)
     return logits, HeadCache(pooling=pool_cache, in_dropout=in_drop, dense=dense_cache, tanh=tanh_cache,
                              out_dropout=out_drop, out=out_cache)
 
@@ -56,12 +56,12 @@ def backward(model, cache: HeadCache, dlogits, records: dict, need_dx: bool):
     The records of the head's trainable parameters go into ``records``."""
     dense, out = model.config.head_names()
     # logits = z Woutᵀ + b
-    dz = model._layer_backward(linear.backward, out, cache.out, dlogits, records)  # (B, C)
-    if not need_dx and not model._trains(dense + ".weight") and not model._trains(dense + ".bias"):
+    dz = model.layer_backward(linear.backward, out, cache.out, dlogits, records)  # (B, C)
+    if not need_dx and not model.trains(dense + ".weight") and not model.trains(dense + ".bias"):
         return None
     dz = dropout.backward(cache.out_dropout, dz)  # (B, C)
     dz = activations.tanh_backward(cache.tanh, dz)  # (B, C)
-    dcls = model._layer_backward(linear.backward, dense, cache.dense, dz, records)  # (B, C)
+    dcls = model.layer_backward(linear.backward, dense, cache.dense, dz, records)  # (B, C)
     if not need_dx:
         return None
     dpooled = dropout.backward(cache.in_dropout, dcls)  # (B, C)

@@ -163,13 +163,13 @@ class SequenceClassifier:
                 stage = L
             self._lowest_stage = min(self._lowest_stage, stage)
 
-    def _trains(self, name: str) -> bool:
+    def trains(self, name: str) -> bool:
         """Whether the parameter ``name`` gets records/gradients."""
         return name in self._trainable
 
     # ------------------------------------------------------------------ 2. per-layer helpers (for the stages)
 
-    def _module_params(self, module: str) -> dict:
+    def module_params(self, module: str) -> dict:
         """{"weight", "bias"} of one module, e.g. "roberta.encoder.layer.0.output.dense" (+ LoRA factors)."""
         p = {"weight": self.params[f"{module}.weight"], "bias": self.params[f"{module}.bias"]}
         if module in self.lora_modules:
@@ -177,29 +177,29 @@ class SequenceClassifier:
                 p[factor] = self.params[f"{module}.{factor}"]
         return p
 
-    def _linear(self, module: str, x):
+    def linear(self, module: str, x):
         """The linear layer ``module`` (with its LoRA branch, if it has one) on x (B, T, d_in): (y, cache)."""
-        return lora_layer.forward_any(self._module_params(module), x, self.lora_modules.get(module),
+        return lora_layer.forward_any(self.module_params(module), x, self.lora_modules.get(module),
                                       rng=self.dropout_rng, training=self.training)
 
-    def _dropout(self, x, p):
+    def apply_dropout(self, x, p):
         """(dropout(x), mask or None): identity in eval mode."""
         return dropout.forward(x, p, self.dropout_rng, self.training)
 
-    def _keep(self, module: str, records: dict, out: dict) -> None:
+    def keep_records(self, module: str, records: dict, out: dict) -> None:
         """Copy the records of trainable parameters into ``out`` under their full HF names."""
         for local, record in records.items():
             name = f"{module}.{local}"
             if name in self._trainable:
                 out[name] = record
 
-    def _layer_backward(self, layer_backward, module: str, cache, dy, records: dict):
+    def layer_backward(self, layer_backward, module: str, cache, dy, records: dict):
         """One parameterised layer's backward: dx, with its per-example records kept under ``module``'s names.
 
         ``layer_backward(params, cache, dy) -> (dx, records)`` is the layer's own backward (linear, LoRA,
         LayerNorm); this keeps a stage's backward one call per layer, its forward read in reverse."""
-        dx, recs = layer_backward(self._module_params(module), cache, dy)
-        self._keep(module, recs, records)
+        dx, recs = layer_backward(self.module_params(module), cache, dy)
+        self.keep_records(module, recs, records)
         return dx
 
     # ------------------------------------------------------------------ 3. inputs
@@ -309,7 +309,7 @@ class SequenceClassifier:
         """
         params = {name: value for name, value in self.params.items() if not is_factor(name)}
         for module, settings in self.lora_modules.items():
-            params[f"{module}.weight"] = lora_layer.merged_weight(self._module_params(module), settings.scaling)
+            params[f"{module}.weight"] = lora_layer.merged_weight(self.module_params(module), settings.scaling)
         merged = type(self)(self.config, params, dtype=self.dtype, device=self.device,
                             dropout_rng=self.dropout_rng, pooling=self.pooling)
         merged.init_report, merged.source_dir = list(self.init_report), self.source_dir

@@ -20,7 +20,6 @@ import numpy as np
 from scripts.study._report_runs import fmt, fmt_ci, fmt_stats, read_jsonl
 from scripts.study._study_stats import MIN_SEEDS, mean_sd, paired
 
-SEARCH = "search"
 COMPARISONS = (  # (a, b): b − a, paired over seeds
     ("dp_fedavg", "dr_encoder"), ("dp_fedavg", "fedcg"), ("dp_fedavg", "dr_encoder_rmt"),
     ("dp_fedavg", "dp_fedavg_rmt"), ("dr_encoder", "dr_encoder_rmt"), ("fedcg", "dr_encoder"),
@@ -78,22 +77,25 @@ def collect(plan: dict, records: Path) -> dict:
     comparisons = [{"a": a, "b": b, "complete": arms[a]["complete"] and arms[b]["complete"],
                     **paired(finals[a], finals[b])} for a, b in COMPARISONS if a in finals and b in finals]
     return {"about": plan["about"], "setting": plan["setting"], "private": plan["private"],
-            "search": search(plan, records), "arms": arms, "paired": comparisons,
+            "searches": searches(plan, records), "arms": arms, "paired": comparisons,
             "epsilon": target_epsilon(plan), "complete": all(a["complete"] for a in arms.values()),
             "verdict": verdict(arms, comparisons, target_epsilon(plan))}
 
 
-def search(plan: dict, records: Path) -> dict:
-    s = plan["search"]
-    results = {}
-    for v in s["values"]:
-        run = load_run(records / SEARCH / f"{s['variable']}{v:g}" / f"seed{s['seed']}")
-        results[f"{v:g}"] = None if run is None else run["summary"]["final_eval"]["accuracy"]
-    done = all(acc is not None for acc in results.values())
-    best = max(results, key=lambda k: (results[k], -float(k))) if done else None
-    return {"variable": s["variable"], "arm": s["arm"], "seed": s["seed"], "flags": s["flags"],
-            "validation_accuracy": results, "chosen": best,
-            "rule": "highest final validation accuracy (ties: the smaller value)"}
+def searches(plan: dict, records: Path) -> list[dict]:
+    """Each search's validation accuracies and its choice (None until all its runs are recorded)."""
+    out = []
+    for s in plan["searches"]:
+        results = {}
+        for v in s["values"]:
+            run = load_run(records / s["name"] / f"{s['variable']}{v:g}" / f"seed{s['seed']}")
+            results[f"{v:g}"] = None if run is None else run["summary"]["final_eval"]["accuracy"]
+        done = all(acc is not None for acc in results.values())
+        best = max(results, key=lambda k: (results[k], -float(k))) if done else None
+        out.append({"name": s["name"], "variable": s["variable"], "arm": s["arm"], "for": s["for"], "seed": s["seed"],
+                    "flags": s["flags"], "why": s.get("why"), "validation_accuracy": results, "chosen": best,
+                    "rule": "highest final validation accuracy (ties: the smaller value)"})
+    return out
 
 
 def target_epsilon(plan: dict) -> str:
@@ -113,7 +115,7 @@ def verdict(arms: dict, comparisons: list, epsilon: str) -> str:
 
 
 def markdown(data: dict, command: str) -> str:
-    arms, s = data["arms"], data["search"]
+    arms = data["arms"]
     lines = ["# Federated fine-tuning with client-level DP: DR-Encoder beside DP-FedAvg-LoRA and a FedCG-style "
              "encoder", "", f"Regenerate: `{command}`", "", data["about"], "",
              f"Setting flags: `{' '.join(data['setting'])}`; private arms add `{' '.join(data['private'])}`.", "",
@@ -121,8 +123,8 @@ def markdown(data: dict, command: str) -> str:
              "add/remove-one-client adjacency, σ calibrated by the RDP accountant for all its rounds (the "
              "guarantee); the GDP ε beside it is the central-limit approximation (Bu et al. 2020), not an upper "
              "bound. Central DP: the server is trusted with the clipped contributions. The non-private arm is NOT "
-             "private (the cap). Not counted in ε: the server-learning-rate search (three DP-FedAvg runs on the "
-             "same clients' data; its validation examples are client data in the main runs). Every run is "
+             "private (the cap). Not counted in ε: the server-learning-rate searches (runs on the same clients' "
+             "data; their validation examples are client data in the main runs). Every run is "
              "seeded (`--seed k`), so its noise is reproducible: experiments only, NOT private against anyone "
              "who knows the seed. docs/federated.md gives every design choice.", "",
              "## Verdict", "", f"**DR-Encoder vs DP-FedAvg:** {data['verdict']}.", "",
@@ -152,12 +154,14 @@ def markdown(data: dict, command: str) -> str:
     for arm, a in arms.items():
         cells = [fmt((a["accuracy_per_round"].get(str(t)) or {}).get("mean")) for t in _rounds(arms)]
         lines.append(f"| {a['label']} | " + " | ".join(cells) + " |")
-    lines += ["", f"## The server learning rate, chosen on a validation split", "",
-              f"Arm `{s['arm']}`, seed {s['seed']}, flags `{' '.join(s['flags'])}`; rule: {s['rule']}. "
-              f"Chosen: {s['chosen'] if s['chosen'] is not None else 'not yet'}.", "",
-              f"| {s['variable']} | final validation accuracy |", "|---|---|"]
-    for v, acc in s["validation_accuracy"].items():
-        lines.append(f"| {v} | {fmt(acc)} |")
+    lines += ["", "## The server learning rate, chosen on a validation split", ""]
+    for s in data["searches"]:
+        why = f" Why its own: {s['why']}." if s["why"] else ""
+        lines += [f"`{s['name']}`: arm `{s['arm']}`, seed {s['seed']}, flags `{' '.join(s['flags'])}`; rule: "
+                  f"{s['rule']}. Used by: {', '.join(arms[a]['label'] for a in s['for'])}. Chosen: "
+                  f"{s['chosen'] if s['chosen'] is not None else 'not yet'}.{why}",
+                  "", f"| {s['variable']} | final validation accuracy |", "|---|---|"]
+        lines += [f"| {v} | {fmt(acc)} |" for v, acc in s["validation_accuracy"].items()] + [""]
     lines += ["", "JSON twin: `federated.json`. Records: `reports/records/federated/`.", ""]
     return "\n".join(lines)
 

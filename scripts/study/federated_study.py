@@ -9,9 +9,10 @@ run's records committed the moment it finishes.
 The plan (scripts/study/federated_plan.json) holds the setting's flags, the arms' flags, the seeds and the
 search. Order:
 
-    search         the DP-FedAvg arm at each server learning rate, seed 0, evaluated on a validation split
-                   carved from the training data; the best validation accuracy (ties: the smaller rate) is
-                   the {server_lr} of every arm. The reported set (SST-2 dev) never chooses anything.
+    searches       an arm at each server learning rate, seed 0, evaluated on a validation split carved from
+                   the training data; the best validation accuracy (ties: the smaller rate) is the
+                   {server_lr} of the arms the search is ``for`` (DP-FedAvg's for every private arm, the
+                   non-private arm's own for itself). The reported set (SST-2 dev) never chooses anything.
     main runs      seed-major: every arm's seed 0, then seed 1, ... (the plan's arm order within a seed)
 
 What is done lives in --records (reports/records/federated), not in the runs directory: a run whose record
@@ -43,7 +44,6 @@ PLAN = Path(__file__).resolve().parent / "federated_plan.json"
 RECORDS = ROOT / "reports" / "records" / "federated"
 REPORTS = ROOT / "reports" / "federated"
 RECORD_FILES = ("config.json", "metrics.jsonl", "metrics_nonprivate.jsonl", "summary.json")
-SEARCH = "search"  # the search runs live in RECORDS/search/<variable><value>/seed<k>
 
 SMOKE_SETTING = ["--max-length", "16", "--clients", "6", "--client-rate", "0.5", "--rounds", "2",
                  "--local-steps", "2", "--local-batch-size", "8", "--local-lr", "0.01", "--lora-rank", "2",
@@ -58,7 +58,7 @@ def load_plan(path=PLAN) -> dict:
 @dataclass
 class FedRun:
     """One planned run: RUNS/<name> while it runs, RECORDS/<name> once finished."""
-    name: str  # "<arm>/seed<k>" or "search/server_lr3/seed0"
+    name: str  # "<arm>/seed<k>", or "<search>/server_lr3/seed0" for a search run
     arm: str
     seed: int
     flags: list  # may hold {server_lr} until the search is done
@@ -82,30 +82,36 @@ def _names(text: str) -> list:
 
 
 def search_runs(plan: dict, setting: list) -> list[FedRun]:
-    s = plan["search"]
-    return [FedRun(f"{SEARCH}/{s['variable']}{v:g}/seed{s['seed']}", s["arm"], s["seed"],
+    """Every search's runs: its arm at each value, on the validation split (RECORDS/<search>/<variable><v>/seed<k>)."""
+    return [FedRun(f"{s['name']}/{s['variable']}{v:g}/seed{s['seed']}", s["arm"], s["seed"],
                    fill(arm_flags(plan, s["arm"], setting), {s["variable"]: f"{v:g}"}) + s["flags"])
-            for v in s["values"]]
+            for s in plan["searches"] for v in s["values"]]
 
 
-def chosen(plan: dict, records: Path) -> dict | None:
-    """{variable: value} once every search run is recorded: the best validation accuracy, ties to the smaller."""
-    s, results = plan["search"], []
-    for v in s["values"]:
-        summary = read_summary(records / SEARCH / f"{s['variable']}{v:g}" / f"seed{s['seed']}")
+def chosen(search: dict, records: Path) -> dict | None:
+    """{variable: value} once every run of ``search`` is recorded: the best validation accuracy, ties to the
+    smaller value; None before."""
+    results = []
+    for v in search["values"]:
+        summary = read_summary(records / search["name"] / f"{search['variable']}{v:g}" / f"seed{search['seed']}")
         if summary is None:
             return None
         results.append((-summary["final_eval"]["accuracy"], v))
-    return {s["variable"]: f"{min(results)[1]:g}"}
+    return {search["variable"]: f"{min(results)[1]:g}"}
 
 
 def planned(plan: dict, records: Path, setting: list) -> list[FedRun]:
-    """Every run in priority order: the search, then seed-major arms (placeholders filled once chosen)."""
-    values = chosen(plan, records) or {}
+    """Every run in priority order: the searches, then seed-major arms, each arm's placeholders filled once the
+    search that serves it (``for``) has chosen."""
+    values = {}
+    for search in plan["searches"]:
+        for arm in search["for"]:
+            values[arm] = chosen(search, records) or {}
     runs = search_runs(plan, setting)
     for seed in plan["seeds"]:
         for arm in plan["arms"]:
-            runs.append(FedRun(f"{arm}/seed{seed}", arm, seed, fill(arm_flags(plan, arm, setting), values)))
+            flags = fill(arm_flags(plan, arm, setting), values.get(arm, {}))
+            runs.append(FedRun(f"{arm}/seed{seed}", arm, seed, flags))
     return runs
 
 
@@ -223,7 +229,7 @@ def finish(run: FedRun, child, rc, wall: float, load: float, args, jobs: int, *,
         save_record(out, records / run.name)
         report()
     summary = read_summary(out) if finished else None
-    measured = "validation accuracy" if run.name.startswith(SEARCH) else "final accuracy"
+    measured = "validation accuracy" if run.name.count("/") == 2 else "final accuracy"  # search runs: 3 parts
     what = (f"finished ({measured} {summary['final_eval']['accuracy']:.4f})" if finished
             else f"stopped or failed (rc {rc})")
     log(f"federated: {run.name} {what}")

@@ -73,7 +73,7 @@ def args_for(tmp: Path, runs: str, *, minutes=None, jobs=1, commit=False):
                               jobs=jobs, minutes=minutes, grace=10.0, commit=commit, python="python")
 
 
-def run_window(tmp: Path, runs: str, *, seconds=600.0, **kw):
+def run_window(tmp: Path, runs: str, *, seconds=600.0, plan=None, **kw):
     clock, git, started = FakeClock(), FakeGit(), []
 
     def launch(run, cmd, out):
@@ -81,7 +81,7 @@ def run_window(tmp: Path, runs: str, *, seconds=600.0, **kw):
         assert cmd[2:4] == ["minidp.cli", "federated"] and "--seed" in cmd and str(out) in cmd
         return FakeChild(clock, run, out, seconds)
 
-    plan = study.load_plan()
+    plan = plan or study.load_plan()
     recorded = study.window(plan, args_for(tmp, runs, **kw), ["--model", "M"], plan["setting"], clock=clock,
                             launch=launch, git=git, report=lambda: federated_report.write(
                                 plan, tmp / "records", tmp / "reports"), log=lambda *a: None)
@@ -95,19 +95,24 @@ def test_the_plan_is_the_issues():
     assert len(plan["seeds"]) >= 3
     assert "--epsilon" not in study.arm_flags(plan, "nonprivate_fedavg", plan["setting"])
     assert "--epsilon" in study.arm_flags(plan, "dr_encoder_rmt", plan["setting"])
-    assert "--validation-fraction" in plan["search"]["flags"]  # the search never reads the reported set
+    for search in plan["searches"]:
+        assert "--validation-fraction" in search["flags"]  # a search never reads the reported set
+    served = [arm for search in plan["searches"] for arm in search["for"]]
+    assert sorted(served) == sorted(plan["arms"])  # every arm's server lr comes from exactly one search
 
 
 def test_an_unlimited_window_searches_first_then_runs_every_arm_seed_major(tmp_path):
     started, recorded, _, _ = run_window(tmp_path, "runs")
     plan = study.load_plan()
-    assert recorded == 3 + len(plan["arms"]) * len(plan["seeds"])
-    assert started[:3] == ["search/server_lr1/seed0", "search/server_lr3/seed0", "search/server_lr10/seed0"]
-    assert started[3:3 + len(plan["arms"])] == [f"{arm}/seed0" for arm in plan["arms"]]
-    config = study.planned(plan, tmp_path / "records", plan["setting"])[3].flags
-    assert config[config.index("--server-lr") + 1] == "3"  # the search's best validation accuracy
+    assert recorded == 6 + len(plan["arms"]) * len(plan["seeds"])
+    assert started[:6] == ["search/server_lr1/seed0", "search/server_lr3/seed0", "search/server_lr10/seed0",
+                           "search_nonprivate/server_lr0.3/seed0", "search_nonprivate/server_lr1/seed0",
+                           "search_nonprivate/server_lr3/seed0"]
+    assert started[6:6 + len(plan["arms"])] == [f"{arm}/seed0" for arm in plan["arms"]]
+    for run in study.planned(plan, tmp_path / "records", plan["setting"])[6:]:
+        assert run.flags[run.flags.index("--server-lr") + 1] == "3"  # each search's best validation accuracy
     data = json.loads((tmp_path / "reports" / "federated.json").read_text())
-    assert data["complete"] and data["search"]["chosen"] == "3"
+    assert data["complete"] and [s["chosen"] for s in data["searches"]] == ["3", "3"]
     assert data["arms"]["dp_fedavg"]["final_accuracy"] == [0.7, 0.71, 0.72]
     assert data["verdict"].startswith("at client-level ε = 8, DR-Encoder makes no difference")
     assert (tmp_path / "reports" / "README.md").read_text().count("INCOMPLETE") == 0
@@ -120,7 +125,7 @@ def test_never_starts_a_run_that_cannot_end_before_the_deadline(tmp_path):
     assert clock.now() <= 30 * 60 + 10
     # the ledger now says a run takes 600 s (11.5 min with the margin): the next window fits two runs in 25 min
     started, recorded, _, _ = run_window(tmp_path, "fresh_runs", minutes=25, seconds=600.0)
-    assert started == ["search/server_lr10/seed0", "dp_fedavg/seed0"]
+    assert started == ["search/server_lr10/seed0", "search_nonprivate/server_lr0.3/seed0"]
 
 
 def test_a_fresh_window_starts_with_the_next_unrecorded_run(tmp_path):
@@ -158,8 +163,11 @@ def test_an_unfinished_copy_of_a_record_is_never_read(tmp_path):
 
 
 def test_a_run_that_ran_alone_is_logged_with_one_job(tmp_path):
-    # two search runs go together; the third runs alone (the main runs wait for the search's choice)
-    run_window(tmp_path, "runs", jobs=2)
+    # one search: two of its runs go together; the third runs alone (the main runs wait for its choice)
+    plan = study.load_plan()
+    plan["searches"] = plan["searches"][:1]
+    plan["searches"][0]["for"] = list(plan["arms"])
+    run_window(tmp_path, "runs", jobs=2, plan=plan)
     rows = [json.loads(line) for line in (tmp_path / "records" / "ledger.jsonl").read_text().splitlines()]
     assert [r["jobs"] for r in rows[:4]] == [2, 2, 1, 2]
 
@@ -179,7 +187,7 @@ def test_smoke_run_of_the_tiny_bert_is_recorded(tmp_path):
             "--reports", str(tmp_path / "reports"), "--plan", str(_smoke_plan(tmp_path))]
     assert study.main(argv) == 0
     data = json.loads((tmp_path / "reports" / "federated.json").read_text())
-    assert data["search"]["chosen"] == "1"
+    assert data["searches"][0]["chosen"] == "1"
     acc = data["arms"]["dr_encoder_rmt"]["final_accuracy"]
     assert len(acc) == 1 and 0.0 <= acc[0] <= 1.0
     written = (tmp_path / "records" / "dr_encoder_rmt" / "seed0" / "summary.json").stat().st_mtime_ns
@@ -191,7 +199,8 @@ def _smoke_plan(tmp: Path) -> Path:
     plan = study.load_plan()
     plan["arms"] = {k: plan["arms"][k] for k in ("dp_fedavg", "dr_encoder_rmt")}
     plan["seeds"] = [0]
-    plan["search"]["values"] = [1]
+    plan["searches"] = plan["searches"][:1]
+    plan["searches"][0].update(values=[1], **{"for": list(plan["arms"])})
     path = tmp / "plan.json"
     path.write_text(json.dumps(plan))
     return path

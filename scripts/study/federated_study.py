@@ -198,9 +198,10 @@ def window(plan: dict, args, data_flags: list, setting: list, *, clock=None, lau
                                      os.getloadavg()[0])
         if not running:
             break
-        clock.sleep(study_window.POLL_SECONDS)
         if deadline is not None:
-            deadline.tick(children_stopped=all(child.stopped() for _, child, _, _ in running.values()))
+            deadline.sleep(lambda: all(child.stopped() for _, child, _, _ in running.values()))
+        else:
+            clock.sleep(study_window.POLL_SECONDS)
     return recorded
 
 

@@ -670,9 +670,10 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
                 started += 1
         if not running:
             break
-        clock.sleep(study_window.POLL_SECONDS)
         if deadline is not None:
-            deadline.tick(children_stopped=all(r.child.stopped() for r in running.values()))
+            deadline.sleep(lambda: all(r.child.stopped() for r in running.values()))
+        else:
+            clock.sleep(study_window.POLL_SECONDS)
     if deadline is not None and deadline.left() <= 0:
         print("study: the window's deadline is reached; run the same command in the next window", flush=True)
     return 128 + interrupt.signum if interrupt.signum else 0

@@ -61,21 +61,22 @@ class Deadline:
     poll: float = POLL_SECONDS
     start: float = field(init=False)
     paused: float = field(init=False, default=0.0)
-    last: float = field(init=False)
 
     def __post_init__(self):
-        self.start = self.last = self.clock.now()
+        self.start = self.clock.now()
 
-    def tick(self, children_stopped: bool = False) -> None:
-        """Called once per poll: a gap over 3 polls means this process was stopped (the excess is a pause);
-        every running child stopped means they were paused for the whole gap."""
-        now = self.clock.now()
-        gap = now - self.last
+    def sleep(self, children_stopped=lambda: False) -> None:
+        """One poll: sleep ``poll`` seconds. A sleep that lasted over 3 polls means this process was stopped (the
+        excess is a pause); ``children_stopped()`` true after it means every running child was paused for the
+        whole poll. Only the sleep is measured: time spent working between polls (reaping a run, regenerating
+        reports, committing) is never counted as a pause."""
+        before = self.clock.now()
+        self.clock.sleep(self.poll)
+        gap = self.clock.now() - before
         if gap > 3 * self.poll:
             self.paused += gap - self.poll
-        elif children_stopped:
+        elif children_stopped():
             self.paused += gap
-        self.last = now
 
     def left(self) -> float:
         """Seconds until the deadline (negative past it)."""

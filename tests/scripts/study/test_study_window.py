@@ -187,17 +187,25 @@ def test_two_jobs_run_at_once_and_each_row_says_so(tmp_path):
 
 def test_paused_time_extends_the_deadline():
 
-    clock = FakeClock()
+    class StoppedOnce(FakeClock):  # the next sleep lasts 300 s: the scheduler itself was stopped
+        stop = False
+
+        def sleep(self, seconds):
+            self.t += 300 if self.stop else seconds
+            self.stop = False
+
+    clock = StoppedOnce()
     deadline = study_window.Deadline(clock, minutes=10, poll=5)
-    clock.sleep(5)
-    deadline.tick()
+    deadline.sleep()
     assert deadline.left() == pytest.approx(600 - 5)
-    clock.sleep(300)  # the scheduler itself was stopped for 5 minutes
-    deadline.tick()
+    clock.stop = True
+    deadline.sleep()
     assert deadline.left() == pytest.approx(600 - 10)  # 300 s passed, 295 s of them paused
-    clock.sleep(5)
-    deadline.tick(children_stopped=True)  # only the children were stopped
+    deadline.sleep(lambda: True)  # only the children were stopped
     assert deadline.left() == pytest.approx(600 - 10)
+    clock.t += 60  # a minute of work between polls (a report, a commit): not a pause
+    deadline.sleep()
+    assert deadline.left() == pytest.approx(600 - 75)
 
 
 def test_a_real_child_reports_its_own_cpu_time(tmp_path):

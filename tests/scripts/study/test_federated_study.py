@@ -14,17 +14,7 @@ import numpy as np
 import pytest
 
 from scripts.study import federated_report, federated_study as study
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = 0.0
-
-    def now(self):
-        return self.t
-
-    def sleep(self, seconds):
-        self.t += seconds
+from tests.scripts.study.test_study_window import FakeClock, FakeGit  # the window tests' fakes
 
 
 class FakeChild:
@@ -57,15 +47,6 @@ class FakeChild:
     def terminate(self):
         if self.rc is None:
             self.rc = -signal.SIGTERM
-
-
-class FakeGit:
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, args, cwd):
-        self.calls.append(list(args))
-        return 0
 
 
 def args_for(tmp: Path, runs: str, *, minutes=None, jobs=1, commit=False):
@@ -122,7 +103,7 @@ def test_never_starts_a_run_that_cannot_end_before_the_deadline(tmp_path):
     # first_run_minutes 12 -> 13.8 min expected: a 30-minute window starts two runs one after the other
     started, recorded, _, clock = run_window(tmp_path, "runs", minutes=30, seconds=600.0)
     assert started == ["search/server_lr1/seed0", "search/server_lr3/seed0"] and recorded == 2
-    assert clock.now() <= 30 * 60 + 10
+    assert clock.now() - 1000.0 <= 30 * 60 + 10  # the fake clock starts at 1000 s
     # the ledger now says a run takes 600 s (11.5 min with the margin): the next window fits two runs in 25 min
     started, recorded, _, _ = run_window(tmp_path, "fresh_runs", minutes=25, seconds=600.0)
     assert started == ["search/server_lr10/seed0", "search_nonprivate/server_lr0.3/seed0"]

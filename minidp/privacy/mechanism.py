@@ -68,7 +68,10 @@ def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: floa
 
     Memory (the DP step's, when it keeps no intermediates): ``keep_noise=False`` returns ``noise=None`` and
     frees each draw once added; ``in_place=True`` writes ``released`` over ``clipped_sum``'s arrays (which the
-    caller must not read again). Both give the same released values, bit for bit.
+    caller must not read again). Both give the same released values, bit for bit. With both, on NumPy, the
+    noise of a large array is drawn, scaled, cast and added in chunks of NOISE_CHUNK entries
+    (``_add_noise_in_chunks``): NumPy's Generator yields the same normals in one call or in consecutive
+    calls, so the values are again bit-identical, without the array-sized float64 draw.
     """
     _check(noise_multiplier, max_grad_norm, expected_batch_size)
     std = noise_multiplier * max_grad_norm  # σC: sensitivity times noise multiplier
@@ -76,6 +79,11 @@ def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: floa
     for name in sorted(clipped_sum):
         s = clipped_sum[name]
         xp = array_module(s)
+        if std > 0 and in_place and not keep_noise and xp.__name__ == "numpy" and s.flags.c_contiguous:
+            _add_noise_in_chunks(s, std, rng)
+            s /= s.dtype.type(expected_batch_size)
+            released[name] = s
+            continue
         if std == 0:
             z = xp.zeros_like(s)
         else:  # drawn in float64 (no float32 sampler artefacts), scaled in place, then cast to s's dtype
@@ -94,3 +102,18 @@ def add_noise(clipped_sum: dict, *, noise_multiplier: float, max_grad_norm: floa
         out /= s.dtype.type(expected_batch_size)  # (s + z) / qN: the same two roundings as the expression
         released[name] = out
     return released, (noise if keep_noise else None)
+
+
+NOISE_CHUNK = 1 << 20  # entries per draw in _add_noise_in_chunks: an 8 MiB float64 draw instead of the array's size
+
+
+def _add_noise_in_chunks(s, std: float, rng) -> None:
+    """s += (σC · z).astype(s.dtype), z ~ N(0, 1) in float64, drawn NOISE_CHUNK entries at a time.
+
+    The same arithmetic, draw order and values as add_noise's whole-array form (tested bit-identical in
+    tests/privacy/test_mechanism.py): each chunk takes the next normals of the stream."""
+    flat = s.reshape(-1)  # a view: s is C-contiguous
+    for start in range(0, flat.size, NOISE_CHUNK):
+        z64 = rng.standard_normal(min(NOISE_CHUNK, flat.size - start))  # float64
+        z64 *= std
+        flat[start:start + z64.size] += z64.astype(s.dtype, copy=False)

@@ -143,3 +143,21 @@ def test_invalid_privacy_parameters(bad):
         add_noise({"w": np.zeros(2)}, rng=np.random.default_rng(0), **kw)
     with pytest.raises(PrivacyError):
         noise_std_of_average(**kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunked_noise_is_the_whole_array_draw_bit_for_bit(monkeypatch, dtype):
+    """The training path (in place, noise not kept) draws large arrays' noise in chunks: the same values as
+    the whole-array draw, since NumPy's Generator continues one stream across calls."""
+    from minidp.privacy import mechanism
+
+    rng = np.random.default_rng(3)
+    sums = {"big": rng.standard_normal((37, 29)).astype(dtype), "small": rng.standard_normal(5).astype(dtype)}
+    kw = dict(noise_multiplier=0.9, max_grad_norm=0.3, expected_batch_size=11.0)
+    whole, _ = add_noise({k: v.copy() for k, v in sums.items()}, rng=np.random.default_rng(9), **kw)
+    monkeypatch.setattr(mechanism, "NOISE_CHUNK", 100)  # 1073 entries: 10 full chunks and a partial one
+    chunked, kept = add_noise({k: v.copy() for k, v in sums.items()}, rng=np.random.default_rng(9),
+                              keep_noise=False, in_place=True, **kw)
+    assert kept is None
+    for name in sums:
+        assert chunked[name].dtype == dtype and np.array_equal(chunked[name], whole[name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gpu_check_runs_end_to_end_on_the_stand_in_and_names_every_figure(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "MINIDP_FAKE_CUPY": "1", "GPU_CHECK_QUICK": "1",
            "GPU_CHECK_QUICK_METHODS": "minidp_nonprivate,minidp_dp",
-           "GPU_CHECK_PYTEST_ARGS": "tests/test_backend.py -k cupy_generators"}
+           "GPU_CHECK_PYTEST_ARGS": "tests/test_backend.py -k cupy_generators",
+           # the script calls `python`: the interpreter running these tests, even from an inactive venv
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env, capture_output=True,
                           text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

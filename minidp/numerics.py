@@ -101,11 +101,7 @@ def normal_cdf(x, out=None):
     if out is None:
         out = xp.empty(x.shape, dtype=x.dtype)  # C order whatever x's layout
     if xp.__name__ != "numpy" or x.dtype != xp.float32:
-        xp.multiply(x, INV_SQRT2, out=out)  # the plain form, built in out
-        erf(out, out=out)
-        out += 1.0
-        out *= 0.5
-        return out
+        return normal_cdf_plain(x, out=out)
     if not out.flags.c_contiguous:  # the chunks write through a flat view of out
         out[...] = normal_cdf(x)
         return out
@@ -127,6 +123,17 @@ def normal_cdf(x, out=None):
         xp.greater(xc_, -CDF_CLAMP, out=keep_)
         p_ *= keep_  # exactly 0 for x ≤ −X (so x Φ(x) stays 0 for any large negative x); NaN stays NaN
         of[start:start + m] = p_  # one rounding to float32
+    return out
+
+
+def normal_cdf_plain(x, out=None):
+    """Φ(x) = (erf(x · 1/√2) + 1) · ½ with SciPy's (CuPy's) erf, built in ``out``: normal_cdf's plain form."""
+    xp = array_module(x)
+    out = xp.empty(x.shape, dtype=x.dtype) if out is None else out
+    xp.multiply(x, INV_SQRT2, out=out)
+    erf(out, out=out)
+    out += 1.0
+    out *= 0.5
     return out
 
 

@@ -387,10 +387,11 @@ class Interrupt:
             child.terminate()
 
 
-def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: Interrupt) -> int:
+def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: Interrupt,
+            code_tree: Path = ROOT) -> int:
     cmd = command_for(spec, action, python)
     spec.path.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(code_tree) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -398,7 +399,7 @@ def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: In
     with (spec.path / "study.log").open("a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {action}: {' '.join(cmd)}\n")
         log.flush()
-        interrupt.child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+        interrupt.child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(code_tree))
         rc = interrupt.child.wait()
         interrupt.child = None
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -406,7 +407,7 @@ def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: In
            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
            "wall_seconds": time.time() - started,
            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-           "load_start": load_start[0], "load_end": os.getloadavg()[0],
+           "code_commit": code_commit(code_tree), "load_start": load_start[0], "load_end": os.getloadavg()[0],
            "blas_threads": env.get("OPENBLAS_NUM_THREADS"),
            "finished": (spec.path / "summary.json").exists()}
     with ledger.open("a") as f:
@@ -431,6 +432,25 @@ def lock(runs_dir: Path):
     return handle
 
 
+def runs_code_tree(args) -> Path:
+    """The checkout the runs import minidp from: --code-tree, else this script's repository."""
+    return Path(args.code_tree).resolve() if getattr(args, "code_tree", None) else ROOT
+
+
+def code_commit(tree: Path):
+    """The commit checked out in ``tree`` ("+modified" when its minidp/ or models/ differ from it), or None when
+    git cannot say (not a checkout, no git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "minidp", "models"], cwd=tree,
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+modified" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -449,6 +469,11 @@ def parse_args(argv=None):
     p.add_argument("--arm", action="append", default=None,
                    help="only these arms of the phases' runs (default: all; e.g. two processes share a phase's arms)")
     p.add_argument("--python", default=sys.executable, help="interpreter for the runs")
+    p.add_argument("--code-tree", default=None, metavar="DIR",
+                   help="the checkout whose minidp the runs import (their working directory and PYTHONPATH; default: "
+                        "this script's own). A study pins it with a worktree at the commit its runs so far used "
+                        "(`git worktree add --detach ../study-tree COMMIT`) while the scheduler and the reports run "
+                        "from a newer one; each ledger row records the commit as code_commit")
     p.add_argument("--save-records", default=None, metavar="DIR",
                    help="copy the finished runs' records (config, summary, metrics, log; no checkpoints) and the "
                         "ledger into DIR, from which --report-only --runs-dir DIR regenerates the reports")
@@ -585,6 +610,7 @@ def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, rep
     row = {"run": spec.name, "phase": spec.phase, "action": run.action, "rc": rc,
            "command": command_for(spec, run.action, args.python), "started": run.started_at,
            "wall_seconds": clock.now() - run.started, "cpu_seconds": run.child.cpu_seconds,
+           "code_commit": code_commit(runs_code_tree(args)),
            "load_start": run.load_start, "load_end": os.getloadavg()[0], "blas_threads": "1", "jobs": jobs,
            "steps": (summary or {}).get("steps"), "finished": finished}
     records = Path(args.records)
@@ -619,7 +645,7 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
     regenerates the reports and returns their paths) are for tests."""
     clock = clock or study_window.Clock()
     launch = launch or (lambda spec, action: study_window.launch_child(command_for(spec, action, args.python),
-                                                                       spec, ROOT))
+                                                                       spec, runs_code_tree(args)))
     records, jobs = Path(args.records), max(int(args.jobs), 1)
     report = report or (lambda: write_records_reports(plan, records, Path(args.reports), args))
     # a run's directory does not depend on the searches' outcome, so one pass seeds every finished run
@@ -646,7 +672,8 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
             break
         if left > 0 and (args.max_runs is None or started < args.max_runs):
             rows = read_jsonl(records / "ledger.jsonl")
-            rates = study_window.seconds_per_step(rows, records, jobs)
+            rates = study_window.seconds_per_step(
+                rows, records, jobs, task_of=lambda setting: plan["settings"].get(setting, {}).get("task"))
             lr, _ = chosen_lr(plan, runs_dir)
             runs = planned_runs(plan, runs_dir, lr)
             ready = [r for r in runs if selected(r, args, runs) and r.name not in running
@@ -682,6 +709,10 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.code_tree is not None and not (Path(args.code_tree) / "minidp" / "__init__.py").is_file():
+        print(f"study: --code-tree {args.code_tree}: no minidp package there (give a checkout of this repository)",
+              file=sys.stderr)
+        return 2
     runs_dir = Path(args.runs_dir).resolve()
     runs_dir.mkdir(parents=True, exist_ok=True)
     plan = load_plan(args.plan, args.set)
@@ -733,7 +764,7 @@ def main(argv=None) -> int:
             spec = ready[0]
             action = action_for(spec)
             print(f"study: {action} {spec.name}", flush=True)
-            rc = run_one(spec, action, args.python, runs_dir / "ledger.jsonl", interrupt)
+            rc = run_one(spec, action, args.python, runs_dir / "ledger.jsonl", interrupt, runs_code_tree(args))
             started += 1
             print(f"study: {spec.name} exited {rc}", flush=True)
             study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,

@@ -38,6 +38,13 @@ from scripts.study.report_setting import (
     compare_setting, LORA_REFERENCE, nonprivate_target, plan_reference, plot_setting, setting_markdown)
 
 
+def required_arms(plan: dict, setting: str, arms: list) -> tuple:
+    """The arms of ``setting`` that need MIN_SEEDS finished seeds before its report is complete: every planned arm
+    but the plan's optional ones there (``"optional_arms": {setting: [arm, ...]}``), as the paper table counts."""
+    optional = set((plan.get("optional_arms") or {}).get(setting, ()))
+    return tuple(a for a in dict.fromkeys(arms) if a not in optional)
+
+
 def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str, runs: list, lr_record: dict,
                   archive: Path | None = None):
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -71,7 +78,7 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
                 continue
             if group == "main":
                 reference, all_arms = plan_reference(plan)
-                required = tuple(dict.fromkeys(r["arm"] for r in runs_here)) if all_arms else None
+                required = required_arms(plan, setting, [r["arm"] for r in runs_here]) if all_arms else None
                 report = compare_setting(setting, plan, runs_here, command, reference=reference, required=required,
                                          target=nonprivate_target(setting, plan, loaded))
                 name = f"study_{setting}"

@@ -14,8 +14,11 @@ lives in the repository (``--records``, e.g. reports/records/study3ep), never on
     deadline       no new run starts after it; a run still going ``grace`` minutes past it is stopped with
                    SIGTERM (it checkpoints) and the window ends
 
-Expected wall time of a run = its steps left x the arm's median wall seconds per step at this many concurrent
-runs (from the ledger's finished fresh runs; the other arms' median if the arm has none yet) x (1 + margin).
+Expected wall time of a run = its steps left x its median wall seconds per step x (1 + margin). The rate is
+read from the ledger's finished fresh runs at this many concurrent runs, for the run's own task and arm; a pair
+with no finished run takes the median of its task's other arms (a step's cost follows the task's sequence
+lengths far more than the arm: a tweets step costs about 4 SST-2 steps), then the arm's rate on other tasks,
+then the slowest rate known.
 Time the study spends stopped (SIGSTOP, e.g. while a benchmark runs) extends the deadline: the scheduler sees
 either a gap between its polls far longer than the poll interval (it was stopped itself) or every child in
 state T (only the children were stopped).
@@ -99,25 +102,37 @@ def run_steps(records: Path, run_name: str):
         return None
 
 
-def seconds_per_step(rows: list[dict], records: Path, jobs: int) -> dict:
-    """{arm: median wall seconds per step} over the ledger's finished fresh runs made at ``jobs`` concurrent
-    runs (rows without "jobs" count as EARLIER_JOBS); an arm never run at ``jobs`` takes its median over every
-    concurrency (at more runs at once a step is slower: the estimate errs long). Search runs count under their
-    arm ('ft_lr0.003' -> 'ft')."""
-    at_jobs: dict[str, list[float]] = {}
-    at_any: dict[str, list[float]] = {}
+def seconds_per_step(rows: list[dict], records: Path, jobs: int, task_of=lambda setting: None) -> dict:
+    """{(task, arm): median wall seconds per step} over the ledger's finished fresh runs made at ``jobs``
+    concurrent runs (rows without "jobs" count as EARLIER_JOBS); a pair never run at ``jobs`` takes its median
+    over every concurrency (at more runs at once a step is slower: the estimate errs long). ``task_of`` maps a
+    run's setting to its task (the plan's "task"); search runs count under their arm ('ft_lr0.003' -> 'ft')."""
+    at_jobs: dict[tuple, list[float]] = {}
+    at_any: dict[tuple, list[float]] = {}
     for row in rows:
         if row.get("action") != "fresh" or not row.get("finished"):
             continue
         steps = row.get("steps") or run_steps(records, row["run"])
         if not steps:
             continue
-        arm = arm_of(row["run"]).split("_lr")[0]
+        key = (task_of(row["run"].split("/")[0]), arm_of(row["run"]).split("_lr")[0])
         rate = float(row["wall_seconds"]) / steps
-        at_any.setdefault(arm, []).append(rate)
+        at_any.setdefault(key, []).append(rate)
         if int(row.get("jobs", EARLIER_JOBS)) == jobs:
-            at_jobs.setdefault(arm, []).append(rate)
-    return {arm: statistics.median(at_jobs.get(arm) or v) for arm, v in at_any.items()}
+            at_jobs.setdefault(key, []).append(rate)
+    return {key: statistics.median(at_jobs.get(key) or v) for key, v in at_any.items()}
+
+
+def rate_for(task, arm: str, rates: dict):
+    """Wall seconds per step for ``arm`` on ``task`` from ``seconds_per_step``'s table: the pair's own rate, else
+    the median over the task's other arms, else the arm's median over other tasks, else the slowest rate known
+    (None when the table is empty)."""
+    if (task, arm) in rates:
+        return rates[(task, arm)]
+    for same in ([r for (t, _), r in rates.items() if t == task], [r for (_, a), r in rates.items() if a == arm]):
+        if same:
+            return statistics.median(same)
+    return max(rates.values()) if rates else None
 
 
 def flag_value(flags: list, name: str):
@@ -150,8 +165,8 @@ def steps_logged(run_dir: Path) -> int:
 def expected_seconds(spec, plan: dict, records: Path, rates: dict):
     """Expected wall seconds for ``spec`` (None: unknown, as when nothing has run at this concurrency yet)."""
     steps = planned_steps(spec, plan, records)
-    arm = spec.arm.split("_lr")[0]
-    rate = rates.get(arm, max(rates.values()) if rates else None)
+    task = plan["settings"].get(spec.setting, {}).get("task")
+    rate = rate_for(task, spec.arm.split("_lr")[0], rates)
     if steps is None or rate is None:
         return None
     left = max(steps - steps_logged(spec.path), 0)

@@ -205,3 +205,23 @@ def test_a_readme_shows_the_paper_tables_it_is_given(tmp_path):
     md = report_readme.demoted(tables[0][1], tables[0][0])
     assert md.startswith("From [sub/paper_table.md](sub/paper_table.md):") and "### setting" in md
     assert "# Title" not in md
+
+
+def test_an_optional_arm_is_outside_a_settings_completeness_check():
+    """The README's per-setting line and the paper table agree: a setting whose optional arm (RMT "noisy" at
+    epsilon 8) has no finished seed is still complete when its required arms have theirs."""
+    from scripts.study.study_report import required_arms  # noqa: PLC0415
+    plan = {"optional_arms": {"e8": ["noisy"]}}
+    arms = ["ft", "rmt", "ft", "noisy", "lora"]
+    assert required_arms(plan, "e8", arms) == ("ft", "rmt", "lora")
+    assert required_arms(plan, "e3", arms) == ("ft", "rmt", "noisy", "lora")
+    assert required_arms({}, "e8", arms) == ("ft", "rmt", "noisy", "lora")
+    runs = [fake_run(a, s, {10: 0.7, 20: 0.8}) for a in ("ft", "rmt") for s in range(3)]
+    runs += [fake_run("noisy", 0, {10: 0.5})]
+    runs[-1]["finished"] = False
+    done = report_setting.compare_setting("s", PLAN, runs, "cmd", reference=("ft", "rmt"),
+                                          required=required_arms({"optional_arms": {"s": ["noisy"]}}, "s",
+                                                                 [r["arm"] for r in runs]))
+    assert done["incomplete"] is False
+    assert report_setting.compare_setting("s", PLAN, runs, "cmd", reference=("ft", "rmt"), required=required_arms(
+        {}, "s", [r["arm"] for r in runs]))["incomplete"] is True

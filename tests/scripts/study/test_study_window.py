@@ -250,8 +250,29 @@ def test_an_arm_never_run_at_this_concurrency_takes_its_rate_at_any(tmp_path):
             {"run": "s/ft/seed1", "action": "fresh", "finished": True, "wall_seconds": 1000, "steps": 100, "jobs": 1},
             {"run": "s/lora/seed0", "action": "fresh", "finished": True, "wall_seconds": 1500, "steps": 100},
             {"run": "s/rmt/seed0", "action": "resume", "finished": True, "wall_seconds": 10, "steps": 100, "jobs": 1}]
-    assert study_window.seconds_per_step(rows, tmp_path, jobs=1) == {"ft": 10.0, "lora": 15.0}
-    assert study_window.seconds_per_step(rows, tmp_path, jobs=2) == {"ft": 20.0, "lora": 15.0}
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=1) == {(None, "ft"): 10.0, (None, "lora"): 15.0}
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=2) == {(None, "ft"): 20.0, (None, "lora"): 15.0}
+
+
+def test_a_run_takes_its_own_tasks_rate_before_its_arms_rate_on_another_task(tmp_path):
+    """A tweets step costs several SST-2 steps: a tweets arm with no finished run is estimated from the tweets
+    runs of other arms, not from its own SST-2 runs; only with no run of its task does the arm's rate elsewhere
+    (then the slowest rate) stand in."""
+    rows = [{"run": "sst/ft/seed0", "action": "fresh", "finished": True, "wall_seconds": 1000, "steps": 100, "jobs": 2},
+            {"run": "sst/lora/seed0", "action": "fresh", "finished": True, "wall_seconds": 800, "steps": 100, "jobs": 2},
+            {"run": "tw_val/ft_lr0.01/seed0", "action": "fresh", "finished": True, "wall_seconds": 800, "steps": 20,
+             "jobs": 2},
+            {"run": "tw/nonprivate/seed0", "action": "fresh", "finished": True, "wall_seconds": 6000, "steps": 100,
+             "jobs": 2}]
+    task = {"sst": "sst2", "tw_val": "tweets", "tw": "tweets"}
+    rates = study_window.seconds_per_step(rows, tmp_path, jobs=2, task_of=task.get)
+    assert rates == {("sst2", "ft"): 10.0, ("sst2", "lora"): 8.0, ("tweets", "ft"): 40.0,
+                     ("tweets", "nonprivate"): 60.0}
+    assert study_window.rate_for("tweets", "ft", rates) == 40.0          # its own (from the search's steps)
+    assert study_window.rate_for("tweets", "lora", rates) == 50.0        # the task's other arms, not lora's 8
+    assert study_window.rate_for("qnli", "lora", rates) == 8.0           # a task never run: the arm elsewhere
+    assert study_window.rate_for("qnli", "rmt", rates) == 60.0           # nothing: the slowest rate
+    assert study_window.rate_for("qnli", "rmt", {}) is None
 
 
 def test_a_path_outside_the_checkout_is_left_out_of_the_commit(tmp_path, capsys):
@@ -268,3 +289,57 @@ def test_a_path_outside_the_checkout_is_left_out_of_the_commit(tmp_path, capsys)
     assert study_window.commit_paths([repo / "a.md", other / "b.md"], "m", repo=repo, git=git, clock=FakeClock())
     assert git.calls == [["add", "--", "a.md"], ["commit", "-q", "-m", "m", "--only", "--", "a.md"]]
     assert "not committed (outside" in capsys.readouterr().out
+
+
+def test_runs_import_minidp_from_the_code_tree_and_the_ledger_names_its_commit(tmp_path, monkeypatch):
+    """--code-tree pins the code the runs use (their working directory and PYTHONPATH) while the scheduler runs
+    from a newer checkout; every ledger row says which commit that tree had."""
+    plan_file(tmp_path)
+    launched = []
+
+    def fake_launch_child(cmd, spec, root):
+        launched.append(root)
+        return FakeChild(clock, spec, 10.0, 20, 0.8)
+
+    clock = FakeClock()
+    monkeypatch.setattr(study_window, "launch_child", fake_launch_child)
+    monkeypatch.setattr(reproduce, "code_commit", lambda tree: f"sha-of-{tree.name}")
+    tree = tmp_path / "study-tree"
+    argv = ["--runs-dir", str(tmp_path / "runs"), "--plan", str(tmp_path / "plan.json"), "--records",
+            str(tmp_path / "records"), "--reports", str(tmp_path / "reports"), "--code-tree", str(tree),
+            "--max-runs", "1"]
+    args = reproduce.parse_args(argv)
+    (tmp_path / "runs").mkdir()
+    assert reproduce.run_window(reproduce.load_plan(args.plan, []), tmp_path / "runs", args, reproduce.Interrupt(),
+                                clock=clock, git=FakeGit(), report=lambda: []) == 0
+    assert launched == [tree.resolve()]
+    row = json.loads((tmp_path / "records" / "ledger.jsonl").read_text().splitlines()[0])
+    assert row["code_commit"] == "sha-of-study-tree"
+    assert reproduce.runs_code_tree(reproduce.parse_args(argv[:-6])) == reproduce.ROOT  # default: its own checkout
+
+
+def test_a_code_tree_without_minidp_is_one_line_and_exit_2(tmp_path, capsys):
+    plan_file(tmp_path)
+    rc = reproduce.main(["--runs-dir", str(tmp_path / "runs"), "--plan", str(tmp_path / "plan.json"),
+                         "--records", str(tmp_path / "records"), "--code-tree", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--code-tree" in err and "nowhere" in err
+    assert not (tmp_path / "records").exists()
+
+
+def test_code_commit_names_the_checkouts_head_and_marks_a_modified_minidp(tmp_path, monkeypatch):
+    import subprocess  # noqa: PLC0415
+    repo = tmp_path / "repo"
+    (repo / "minidp").mkdir(parents=True)
+    (repo / "minidp" / "__init__.py").write_text("")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "c"]):
+        subprocess.run(git + cmd, cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert reproduce.code_commit(repo) == head
+    (repo / "minidp" / "__init__.py").write_text("x = 1\n")
+    assert reproduce.code_commit(repo) == head + "+modified"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # git looks no further up than tmp_path
+    assert reproduce.code_commit(plain) is None  # not a checkout

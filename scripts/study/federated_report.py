@@ -79,7 +79,8 @@ def collect(plan: dict, records: Path) -> dict:
     return {"about": plan["about"], "setting": plan["setting"], "private": plan["private"],
             "searches": searches(plan, records), "arms": arms, "paired": comparisons,
             "epsilon": target_epsilon(plan), "complete": all(a["complete"] for a in arms.values()),
-            "verdict": verdict(arms, comparisons, target_epsilon(plan))}
+            "verdict": verdict(arms, comparisons, target_epsilon(plan)),
+            "cap": cap_check(arms, comparisons)}
 
 
 def searches(plan: dict, records: Path) -> list[dict]:
@@ -114,6 +115,33 @@ def verdict(arms: dict, comparisons: list, epsilon: str) -> str:
             f"{pair['mean']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}] over {len(pair['seeds'])} paired seeds")
 
 
+NONPRIVATE = "nonprivate_fedavg"  # the reference arm: the cap the private arms are read against
+
+
+def cap_check(arms: dict, comparisons: list) -> str:
+    """Whether the non-private arm is a cap, in words: the private arms whose mean final accuracy is above its
+    own, and DP-FedAvg − non-private's paired interval. Nothing is said until every arm named has MIN_SEEDS
+    seeds."""
+    cap = arms.get(NONPRIVATE)
+    private = {a: v for a, v in arms.items() if a != NONPRIVATE and v["complete"]}
+    if cap is None or not cap["complete"] or not private:
+        return f"not yet: the non-private arm and the private arms need {MIN_SEEDS} seeds each"
+    above = [v["label"] for v in private.values() if v["final"]["mean"] > cap["final"]["mean"]]
+    if not above:
+        return (f"every private arm with {MIN_SEEDS} seeds ends at or below the non-private arm "
+                f"({cap['final']['mean']:.4f}): it bounds them here")
+    pair = next((c for c in comparisons if (c["a"], c["b"]) == ("dp_fedavg", NONPRIVATE) and c["complete"]), None)
+    resolved = ""
+    if pair is not None and pair.get("ci95"):
+        lo, hi = pair["ci95"]
+        resolved = (f"; non-private − DP-FedAvg-LoRA {pair['mean']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}] "
+                    + ("(below, resolved by the seeds)" if hi < 0 else "(not resolved by the seeds)"))
+    return (f"NOT a cap in this setting: {', '.join(above)} end above the non-private arm's mean final accuracy "
+            f"({cap['final']['mean']:.4f}){resolved}. The non-private arm steps with unclipped updates at its own "
+            f"searched server learning rate (below), the private arms with clipped, noised ones at theirs, so it "
+            f"is a reference run of this protocol, not an upper bound on what the model can reach")
+
+
 def markdown(data: dict, command: str) -> str:
     arms = data["arms"]
     lines = ["# Federated fine-tuning with client-level DP: DR-Encoder beside DP-FedAvg-LoRA and a FedCG-style "
@@ -128,6 +156,7 @@ def markdown(data: dict, command: str) -> str:
              "seeded (`--seed k`), so its noise is reproducible: experiments only, NOT private against anyone "
              "who knows the seed. docs/federated.md gives every design choice.", "",
              "## Verdict", "", f"**DR-Encoder vs DP-FedAvg:** {data['verdict']}.", "",
+             f"**The non-private reference:** {data['cap']}.", "",
              "## Final held-out accuracy (SST-2 dev)", "",
              "| arm | seeds | final accuracy (mean ± sd) | per seed | ε (RDP) | ε (GDP approx.) | bytes / client / "
              "round | compression | reconstruction error (NOT covered) | s / round |",

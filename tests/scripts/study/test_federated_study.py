@@ -195,3 +195,24 @@ def test_update_stats_on_known_updates():
     stats = update_stats([a, b], ["classifier.weight"])
     assert stats["norm_median"] == 5.0 and stats["head_share_of_squared_norm_median"] == 9 / 25
     assert abs(stats["pairwise_cosine_mean"] - (-7 / 25)) < 1e-12
+
+
+def _arm(label, finals):
+    return {"label": label, "seeds": list(range(len(finals))), "final_accuracy": finals,
+            "final": {"n": len(finals), "mean": float(np.mean(finals)), "sd": None}, "complete": len(finals) >= 3}
+
+
+def test_the_report_says_when_the_non_private_arm_is_not_a_cap():
+    arms = {"dp_fedavg": _arm("DP-FedAvg-LoRA", [0.78, 0.79, 0.80]),
+            "dr_encoder": _arm("DR-Encoder", [0.70, 0.71, 0.72]),
+            "nonprivate_fedavg": _arm("FedAvg, NOT private (cap)", [0.73, 0.74, 0.75])}
+    finals = {a: dict(zip(v["seeds"], v["final_accuracy"])) for a, v in arms.items()}
+    pair = {"a": "dp_fedavg", "b": "nonprivate_fedavg", "complete": True,
+            **federated_report.paired(finals["dp_fedavg"], finals["nonprivate_fedavg"])}
+    said = federated_report.cap_check(arms, [pair])
+    assert said.startswith("NOT a cap") and "DP-FedAvg-LoRA" in said and "DR-Encoder" not in said
+    assert "-0.0500" in said and "resolved by the seeds" in said and "not resolved" not in said
+    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86, 0.87])
+    assert "bounds them here" in federated_report.cap_check(arms, [])
+    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86])
+    assert federated_report.cap_check(arms, []).startswith("not yet")

@@ -34,7 +34,6 @@ import fcntl
 import importlib.util
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -371,48 +370,17 @@ def command_for(spec: RunSpec, action: str, python: str) -> list[str]:
 
 
 class Interrupt:
-    """SIGTERM / SIGINT: remember it and pass it on to the running child (which checkpoints and exits)."""
+    """SIGTERM / SIGINT: remember it and pass it on to the running children (each checkpoints and exits)."""
     def __init__(self):
         self.signum = None
-        self.child = None  # the serial loop's one child (a Popen)
-        self.children = []  # a window's children (study_window.Child)
+        self.children = []  # the running children (study_window.Child)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.handle)
 
     def handle(self, signum, frame):
         self.signum = signum
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
         for child in self.children:
             child.terminate()
-
-
-def run_one(spec: RunSpec, action: str, python: str, ledger: Path, interrupt: Interrupt,
-            code_tree: Path = ROOT) -> int:
-    cmd = command_for(spec, action, python)
-    spec.path.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(code_tree) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.setdefault("OPENBLAS_NUM_THREADS", "1")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    load_start, started = os.getloadavg(), time.time()
-    with (spec.path / "study.log").open("a") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {action}: {' '.join(cmd)}\n")
-        log.flush()
-        interrupt.child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(code_tree))
-        rc = interrupt.child.wait()
-        interrupt.child = None
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    row = {"run": spec.name, "phase": spec.phase, "action": action, "rc": rc, "command": cmd,
-           "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-           "wall_seconds": time.time() - started,
-           "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-           "code_commit": code_commit(code_tree), "load_start": load_start[0], "load_end": os.getloadavg()[0],
-           "blas_threads": env.get("OPENBLAS_NUM_THREADS"),
-           "finished": (spec.path / "summary.json").exists()}
-    with ledger.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-    return rc
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -430,6 +398,11 @@ def lock(runs_dir: Path):
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+def records_dir(args, runs_dir: Path) -> Path:
+    """Where finished runs are kept: --records, else the runs directory itself."""
+    return Path(args.records) if args.records is not None else runs_dir
 
 
 def runs_code_tree(args) -> Path:
@@ -603,7 +576,8 @@ class Running:
 def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, report) -> dict:
     """After a run ends: its ledger row (in the runs directory and the records), a FAILED mark after two
     failures, the records copied, the reports regenerated from the records, and with --commit those paths
-    committed. Returns the ledger row."""
+    committed. Without --records the runs directory is the records: one ledger row, nothing copied. Returns the
+    ledger row."""
     spec, rc = run.spec, run.child.poll()
     finished = (spec.path / "summary.json").exists()
     summary = read_summary(spec.path) if finished else None
@@ -611,12 +585,14 @@ def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, rep
            "command": command_for(spec, run.action, args.python), "started": run.started_at,
            "wall_seconds": clock.now() - run.started, "cpu_seconds": run.child.cpu_seconds,
            "code_commit": code_commit(runs_code_tree(args)),
-           "load_start": run.load_start, "load_end": os.getloadavg()[0], "blas_threads": "1", "jobs": jobs,
+           "load_start": run.load_start, "load_end": os.getloadavg()[0], "blas_threads": run.child.blas_threads,
+           "jobs": jobs,
            "steps": (summary or {}).get("steps"), "finished": finished}
-    records = Path(args.records)
+    records = records_dir(args, runs_dir)
     ledger = records / "ledger.jsonl"
-    study_window.append_row(runs_dir / "ledger.jsonl", row)
     study_window.append_row(ledger, row)
+    if records != runs_dir:
+        study_window.append_row(runs_dir / "ledger.jsonl", row)
     if rc not in INTERRUPTED_OR_OK and not finished:
         failures = sum(1 for r in read_jsonl(ledger) if r["run"] == spec.name
                        and r["rc"] not in INTERRUPTED_OR_OK)
@@ -624,7 +600,8 @@ def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, rep
             (spec.path / "FAILED").write_text(f"failed {failures} times; see study.log\n")
     paths = [ledger]
     if finished or (spec.path / "FAILED").exists():
-        paths.append(study_window.save_run(spec, runs_dir, records, RECORD_FILES))
+        if records != runs_dir:
+            paths.append(study_window.save_run(spec, runs_dir, records, RECORD_FILES))
         paths += report()
     accuracy = ((summary or {}).get("final_eval") or {}).get("accuracy")
     what = (f"finished (final accuracy {accuracy:.4f})" if finished and accuracy is not None else
@@ -639,17 +616,19 @@ def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, rep
 
 def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=None, launch=None,
                git=study_window.git_cli, report=None) -> int:
-    """Run the plan's unfinished runs, ``args.jobs`` at a time, none started that cannot end before
+    """Run the plan's unfinished runs in its order, ``args.jobs`` at a time, none started that cannot end before
     ``args.minutes`` (paused time added), each finished run's records saved to ``args.records`` (and committed
-    with ``args.commit``) as it finishes. ``clock``, ``launch(spec, action)``, ``git`` and ``report()`` (which
-    regenerates the reports and returns their paths) are for tests."""
+    with ``args.commit``) as it finishes, the reports regenerated after each. Without --records it is the plain
+    study: one run at a time in the runs directory, which holds the ledger and the records itself. ``clock``,
+    ``launch(spec, action)``, ``git`` and ``report()`` (which regenerates the reports and returns their paths)
+    are for tests."""
     clock = clock or study_window.Clock()
-    launch = launch or (lambda spec, action: study_window.launch_child(command_for(spec, action, args.python),
-                                                                       spec, runs_code_tree(args)))
-    records, jobs = Path(args.records), max(int(args.jobs), 1)
+    records, jobs = records_dir(args, runs_dir), max(int(args.jobs), 1)
+    launch = launch or (lambda spec, action: study_window.launch_child(
+        command_for(spec, action, args.python), spec, runs_code_tree(args), one_thread=jobs > 1))
     report = report or (lambda: write_records_reports(plan, records, Path(args.reports), args))
-    # a run's directory does not depend on the searches' outcome, so one pass seeds every finished run
-    study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, records, RECORD_FILES)
+    if records != runs_dir:  # one pass seeds every finished run (a run's directory does not depend on the searches)
+        study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, records, RECORD_FILES)
     deadline = study_window.Deadline(clock, args.minutes) if args.minutes else None
     running: dict[str, Running] = {}
     started, refused = 0, set()
@@ -676,8 +655,14 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
                 rows, records, jobs, task_of=lambda setting: plan["settings"].get(setting, {}).get("task"))
             lr, _ = chosen_lr(plan, runs_dir)
             runs = planned_runs(plan, runs_dir, lr)
-            ready = [r for r in runs if selected(r, args, runs) and r.name not in running
-                     and action_for(r) != "finished" and not unresolved(r) and not (r.path / "FAILED").exists()]
+            pending = [r for r in runs if selected(r, args, runs) and r.name not in running
+                       and action_for(r) != "finished" and not unresolved(r)]
+            for r in pending:  # say why a selected run is not started, rather than skip it in silence
+                if (r.path / "FAILED").exists() and r.name not in refused:
+                    refused.add(r.name)
+                    print(f"study: {r.name} is not run: {r.path / 'FAILED'} marks it failed (remove the run "
+                          f"directory to try again)", flush=True)
+            ready = [r for r in pending if not (r.path / "FAILED").exists()]
             for spec in ready:
                 if len(running) >= jobs or (args.max_runs is not None and started >= args.max_runs):
                     break
@@ -730,61 +715,27 @@ def main(argv=None) -> int:
         return 0
     if args.records is None and (args.commit or args.minutes is not None or args.jobs != 1):
         raise SystemExit("study: --jobs, --minutes and --commit need --records DIR (where finished runs are kept)")
-    if args.records is not None and args.dry_run:  # list what a window would do: finished runs from the records
-        study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, Path(args.records), RECORD_FILES)
-    holder = None if args.dry_run else lock(runs_dir)
-    interrupt = Interrupt()
-    if args.records is not None and not args.dry_run:
-        try:
-            return run_window(plan, runs_dir, args, interrupt)
-        finally:
-            holder.close()
-    started = 0
+    if args.dry_run:  # each run's action and command; a window's finished runs come from its records
+        if args.records is not None:
+            study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, Path(args.records),
+                                           RECORD_FILES)
+        for r in planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]):
+            act = action_for(r)
+            print(f"{r.phase:>14}  {r.name:<40} {act:<9}" + ("  (waits for the lr search)" if unresolved(r) else
+                                                            "  " + " ".join(command_for(r, act, "python"))
+                                                            if act != "finished" else ""))
+        return 0
+    report = None  # a window regenerates its reports from the records (and the reports that embed them)
+    if args.records is None:  # the plain study: from the runs directory, with the command as given
+        report = lambda: study_report.write_reports(  # noqa: E731
+            plan, runs_dir, Path(args.reports), command=command,
+            runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]), lr_record=search_record(plan, runs_dir),
+            archive=args.archive)
+    holder = lock(runs_dir)
     try:
-        while True:
-            lr, lr_record = chosen_lr(plan, runs_dir)
-            runs = planned_runs(plan, runs_dir, lr)
-            pending = [r for r in runs if selected(r, args, runs) and action_for(r) != "finished"]
-            if args.dry_run:
-                for r in runs:
-                    act = action_for(r)
-                    blocked = unresolved(r)
-                    print(f"{r.phase:>14}  {r.name:<40} {act:<9}" + ("  (waits for the lr search)" if blocked else
-                                                                    "  " + " ".join(command_for(r, act, "python"))
-                                                                    if act != "finished" else ""))
-                return 0
-            ready = [r for r in pending if not unresolved(r)
-                     and not (r.path / "FAILED").exists()]
-            if not ready or (args.max_runs is not None and started >= args.max_runs) or interrupt.signum:
-                for r in pending:  # say why a selected run is not started, rather than exit in silence
-                    if (r.path / "FAILED").exists():
-                        print(f"study: {r.name} is not run: {r.path / 'FAILED'} marks it failed (remove the run "
-                              f"directory to try again)", flush=True)
-                break
-            spec = ready[0]
-            action = action_for(spec)
-            print(f"study: {action} {spec.name}", flush=True)
-            rc = run_one(spec, action, args.python, runs_dir / "ledger.jsonl", interrupt, runs_code_tree(args))
-            started += 1
-            print(f"study: {spec.name} exited {rc}", flush=True)
-            study_report.write_reports(plan, runs_dir, Path(args.reports), command=command,
-                                       runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]),
-                                       lr_record=search_record(plan, runs_dir),
-                                       archive=args.archive)
-            if interrupt.signum:
-                break
-            if rc != 0 and not (spec.path / "summary.json").exists():
-                failures = sum(1 for row in read_jsonl(runs_dir / "ledger.jsonl")
-                               if row["run"] == spec.name and row["rc"] not in INTERRUPTED_OR_OK)
-                if failures >= 2:  # a run that keeps failing is left for a person to look at
-                    print(f"study: {spec.name} failed {failures} times; see {spec.path}/study.log", flush=True)
-                    (spec.path / "FAILED").write_text(f"failed {failures} times; see study.log\n")
+        return run_window(plan, runs_dir, args, Interrupt(), report=report)
     finally:
-        if holder is not None:
-            holder.close()
-    if interrupt.signum:
-        return 128 + interrupt.signum
-    return 0
+        holder.close()
 
 
 if __name__ == "__main__":

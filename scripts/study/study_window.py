@@ -246,6 +246,7 @@ class Child:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(cwd),
                                      start_new_session=False)
         self.cpu_seconds = None
+        self.blas_threads = env.get("OPENBLAS_NUM_THREADS")  # what the ledger row records
 
     def poll(self):
         """The exit status once the run has ended, else None."""
@@ -271,10 +272,11 @@ class Child:
             self.proc.send_signal(signal.SIGTERM)
 
 
-def launch_child(cmd: list, spec, root: Path) -> Child:
-    """Start one run: one BLAS thread whatever the caller's environment says, the repository on PYTHONPATH."""
-    env = {**os.environ, **ONE_THREAD,
-           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def launch_child(cmd: list, spec, root: Path, *, one_thread: bool = True) -> Child:
+    """Start one run in ``root`` with it on PYTHONPATH: one BLAS thread whatever the caller's environment says
+    (runs side by side), or with ``one_thread=False`` (a lone run) the caller's thread settings, 1 where unset."""
+    threads = ONE_THREAD if one_thread else {k: os.environ.get(k, v) for k, v in ONE_THREAD.items()}
+    env = {**os.environ, **threads, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     spec.path.mkdir(parents=True, exist_ok=True)
     log = spec.path / "study.log"
     with log.open("a") as f:

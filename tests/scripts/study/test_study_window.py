@@ -5,6 +5,7 @@ reports, and a stopped window resumes where it stopped."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ class FakeChild:
 
     def __init__(self, clock, spec, seconds, steps, accuracy):
         self.clock, self.spec, self.end, self.steps, self.accuracy = clock, spec, clock.now() + seconds, steps, accuracy
-        self.cpu_seconds, self.rc, self.stop = None, None, False
+        self.cpu_seconds, self.rc, self.stop, self.blas_threads = None, None, False, "1"
         spec.path.mkdir(parents=True, exist_ok=True)
 
     def poll(self):
@@ -297,8 +298,8 @@ def test_runs_import_minidp_from_the_code_tree_and_the_ledger_names_its_commit(t
     plan_file(tmp_path)
     launched = []
 
-    def fake_launch_child(cmd, spec, root):
-        launched.append(root)
+    def fake_launch_child(cmd, spec, root, *, one_thread):
+        launched.append((root, one_thread))
         return FakeChild(clock, spec, 10.0, 20, 0.8)
 
     clock = FakeClock()
@@ -312,7 +313,7 @@ def test_runs_import_minidp_from_the_code_tree_and_the_ledger_names_its_commit(t
     (tmp_path / "runs").mkdir()
     assert reproduce.run_window(reproduce.load_plan(args.plan, []), tmp_path / "runs", args, reproduce.Interrupt(),
                                 clock=clock, git=FakeGit(), report=lambda: []) == 0
-    assert launched == [tree.resolve()]
+    assert launched == [(tree.resolve(), False)]  # a lone run keeps the caller's BLAS threads
     row = json.loads((tmp_path / "records" / "ledger.jsonl").read_text().splitlines()[0])
     assert row["code_commit"] == "sha-of-study-tree"
     assert reproduce.runs_code_tree(reproduce.parse_args(argv[:-6])) == reproduce.ROOT  # default: its own checkout
@@ -343,3 +344,15 @@ def test_code_commit_names_the_checkouts_head_and_marks_a_modified_minidp(tmp_pa
     plain.mkdir()
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # git looks no further up than tmp_path
     assert reproduce.code_commit(plain) is None  # not a checkout
+
+
+def test_side_by_side_runs_get_one_blas_thread_and_a_lone_run_the_callers(tmp_path, monkeypatch):
+    monkeypatch.setattr(study_window, "Child", lambda cmd, log, cwd, env: env)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    spec = type("Spec", (), {"path": tmp_path / "run"})()
+    side = study_window.launch_child(["python"], spec, tmp_path)
+    lone = study_window.launch_child(["python"], spec, tmp_path, one_thread=False)
+    assert side["OPENBLAS_NUM_THREADS"] == "1" and side["OMP_NUM_THREADS"] == "1"
+    assert lone["OPENBLAS_NUM_THREADS"] == "2" and lone["OMP_NUM_THREADS"] == "1"  # unset: 1
+    assert lone["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path)

@@ -25,7 +25,11 @@ so the study can be stopped at any moment (SIGTERM/SIGINT are passed to the runn
 checkpoints) and restarted with the same command. One study process at a time (RUNS_DIR/.study.lock).
 First comes the search (learning rate, and any other variable a candidate sets, e.g. the trainable parameters)
 on a validation split carved from the training data; the runs that use its {placeholders} wait for it. RUNS_DIR/ledger.jsonl records every attempt (action, exit status, wall and CPU seconds,
-load); after every run the reports are regenerated from the finished runs (scripts/study/study_report.py).
+load); after every finished run the reports are regenerated from the finished runs (scripts/study/study_report.py).
+
+With --records DIR (and --jobs, --minutes, --commit) the same scheduler runs a time-boxed window: finished runs
+live in DIR in the repository, several single-thread runs go at once, none starts that cannot end before the
+deadline, and each is committed as it finishes (scripts/study/study_window.py says why and how).
 """
 from __future__ import annotations
 

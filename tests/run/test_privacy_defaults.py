@@ -30,8 +30,8 @@ def assets(tmp_path_factory):
     return write_tiny_bert(folder / "model", init_std=0.2), write_tiny_tsv(folder / "train.tsv", 120)
 
 
-def _step(model_dir, seed):  # on the host: these checks read arrays with NumPy (device runs: test_step_device.py)
-    model = load_pretrained(model_dir, dtype="float64", device="cpu", verbose=False)
+def _step(model_dir, seed, dtype="float64"):  # on the host: these checks read arrays with NumPy (device runs:
+    model = load_pretrained(model_dir, dtype=dtype, device="cpu", verbose=False)  # test_step_device.py)
     texts, labels = tiny_sentences(40, 0)
     data = TokenizedDataset(TextDataset(texts=texts, labels=labels, label_names=["n", "p"]),
                             load_tokenizer(model_dir), max_length=16)
@@ -54,8 +54,8 @@ def test_noise_is_unpredictable_without_a_seed_and_reproducible_with_one(assets)
 
 def test_noise_is_drawn_in_float64_then_cast(assets):
     model_dir, _ = assets
-    step = _step(model_dir, 5)
-    step.model.params = {k: v.astype(np.float32) for k, v in step.model.params.items()}
+    step = _step(model_dir, 5, dtype="float32")  # a float32 model (its mask bias float32 too)
+    assert all(v.dtype == np.float32 for v in step.model.params.values())
     record = step()
     assert all(v.dtype == np.float32 for v in record.noise.values())
     rng = RandomStreams(5, device="cpu").noise  # the same stream, drawn by hand in float64

@@ -71,7 +71,7 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
         "gain": dict(sorted((int(k), v) for k, v in gains.items() if v is not None)),
         "kept": dict(sorted((int(k), int(v)) for k, v in kept.items())),
         "wall_seconds": float(sum(r.get("wall_seconds", 0.0) for r in attempts)),
-        "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in attempts)),
+        "cpu_seconds": float(sum(r.get("cpu_seconds") or 0.0 for r in attempts)),  # None: not measured
         "attempts": len(attempts), "command": attempts[-1]["command"] if attempts else None,
         "load": [r.get("load_start") for r in attempts],
         "blas_threads": sorted({r.get("blas_threads") or "1" for r in attempts}),  # older rows: reproduce's 1

@@ -119,9 +119,9 @@ NONPRIVATE = "nonprivate_fedavg"  # the reference arm: the cap the private arms 
 
 
 def cap_check(arms: dict, comparisons: list) -> str:
-    """Whether the non-private arm is a cap, in words: the private arms whose mean final accuracy is above its
-    own, and DP-FedAvg − non-private's paired interval. Nothing is said until every arm named has MIN_SEEDS
-    seeds."""
+    """Whether the non-private arm is a cap, in words: the private arms with MIN_SEEDS seeds whose mean final
+    accuracy is above its own, and non-private − DP-FedAvg's paired interval. Nothing is said until the
+    non-private arm and at least one private arm have MIN_SEEDS seeds."""
     cap = arms.get(NONPRIVATE)
     private = {a: v for a, v in arms.items() if a != NONPRIVATE and v["complete"]}
     if cap is None or not cap["complete"] or not private:
@@ -135,8 +135,10 @@ def cap_check(arms: dict, comparisons: list) -> str:
     if pair is not None and pair.get("ci95"):
         lo, hi = pair["ci95"]
         resolved = (f"; non-private − DP-FedAvg-LoRA {pair['mean']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}] "
-                    + ("(below, resolved by the seeds)" if hi < 0 else "(not resolved by the seeds)"))
-    return (f"NOT a cap in this setting: {', '.join(above)} end above the non-private arm's mean final accuracy "
+                    + ("(below DP-FedAvg, resolved by the seeds)" if hi < 0 else
+                       "(above DP-FedAvg, resolved by the seeds)" if lo > 0 else "(not resolved by the seeds)"))
+    return (f"NOT a cap in this setting: {', '.join(above)} {'ends' if len(above) == 1 else 'end'} above the "
+            f"non-private arm's mean final accuracy "
             f"({cap['final']['mean']:.4f}){resolved}. The non-private arm steps with unclipped updates at its own "
             f"searched server learning rate (below), the private arms with clipped, noised ones at theirs, so it "
             f"is a reference run of this protocol, not an upper bound on what the model can reach")

@@ -406,7 +406,7 @@ def lock(runs_dir: Path):
 
 def records_dir(args, runs_dir: Path) -> Path:
     """Where finished runs are kept: --records, else the runs directory itself."""
-    return Path(args.records) if args.records is not None else runs_dir
+    return Path(args.records).resolve() if args.records is not None else runs_dir.resolve()
 
 
 def runs_code_tree(args) -> Path:
@@ -415,11 +415,11 @@ def runs_code_tree(args) -> Path:
 
 
 def code_commit(tree: Path):
-    """The commit checked out in ``tree`` ("+modified" when its minidp/ or models/ differ from it), or None when
-    git cannot say (not a checkout, no git)."""
+    """The commit checked out in ``tree`` ("+modified" when its minidp/, models/ or scripts/ (the peer runner)
+    differ from it), or None when git cannot say (not a checkout, no git)."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, timeout=30)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "minidp", "models"], cwd=tree,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "minidp", "models", "scripts"], cwd=tree,
                                capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -609,7 +609,8 @@ def finish_run(run: Running, runs_dir: Path, args, *, clock, git, jobs: int, rep
         paths += report()
     accuracy = ((summary or {}).get("final_eval") or {}).get("accuracy")
     what = (f"finished (final accuracy {accuracy:.4f})" if finished and accuracy is not None else
-            "finished" if finished else "marked FAILED" if (spec.path / "FAILED").exists() else f"stopped (rc {rc})")
+            "finished" if finished else f"marked FAILED (see {spec.path / 'study.log'})"
+            if (spec.path / "FAILED").exists() else f"stopped (rc {rc})")
     print(f"study: {spec.name} {what}", flush=True)
     if args.commit:
         message = f"study: {spec.name} {what}; records" + (" and reports regenerated" if len(paths) > 1 else "")
@@ -627,9 +628,11 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
     ``launch(spec, action)``, ``git`` and ``report()`` (which regenerates the reports and returns their paths)
     are for tests."""
     clock = clock or study_window.Clock()
+    runs_dir = runs_dir.resolve()
     records, jobs = records_dir(args, runs_dir), max(int(args.jobs), 1)
-    launch = launch or (lambda spec, action: study_window.launch_child(
-        command_for(spec, action, args.python), spec, runs_code_tree(args), one_thread=jobs > 1))
+    launch = launch or (lambda spec, action: study_window.launch_child(  # a window's runs: one thread each
+        command_for(spec, action, args.python), spec, runs_code_tree(args),
+        one_thread=args.records is not None or jobs > 1))
     report = report or (lambda: write_records_reports(plan, records, Path(args.reports), args))
     if records != runs_dir:  # one pass seeds every finished run (a run's directory does not depend on the searches)
         study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, records, RECORD_FILES)
@@ -653,7 +656,7 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
                 clock.sleep(study_window.POLL_SECONDS)
                 continue
             break
-        if left > 0 and (args.max_runs is None or started < args.max_runs):
+        if left > 0 and len(running) < jobs and (args.max_runs is None or started < args.max_runs):
             rows = read_jsonl(records / "ledger.jsonl")
             rates = study_window.seconds_per_step(
                 rows, records, jobs, task_of=lambda setting: plan["settings"].get(setting, {}).get("task"))
@@ -668,7 +671,8 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
                           f"directory to try again)", flush=True)
             ready = [r for r in pending if not (r.path / "FAILED").exists()]
             for spec in ready:
-                if len(running) >= jobs or (args.max_runs is not None and started >= args.max_runs):
+                if len(running) >= jobs or (args.max_runs is not None and started >= args.max_runs) \
+                        or interrupt.signum:
                     break
                 expected = study_window.expected_seconds(spec, plan, records, rates)
                 if deadline is not None and (expected is None or expected > left):
@@ -683,6 +687,7 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
                       flush=True)
                 running[spec.name] = Running(spec, action, launch(spec, action), clock.now(),
                                              time.strftime("%Y-%m-%dT%H:%M:%S"), os.getloadavg()[0])
+                interrupt.children = [r.child for r in running.values()]  # a signal from now on reaches it
                 started += 1
         if not running:
             break

@@ -109,7 +109,7 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
         png = plot_ablations(ablations, reports_dir / "study_ablations.png")
         written += [png] if png else []
     cost = {"planned": len(loaded), "finished": sum(r["finished"] for r in loaded),
-            "cpu_hours": sum(r.get("cpu_seconds", 0.0) for r in ledger) / 3600,
+            "cpu_hours": sum(r.get("cpu_seconds") or 0.0 for r in ledger) / 3600,
             "wall_hours": sum(r.get("wall_seconds", 0.0) for r in ledger) / 3600}
     regimes = {}
     for name, _ in REGIME_MAPS:

@@ -42,6 +42,7 @@ POLL_SECONDS = 5.0
 EARLIER_JOBS = 2  # ledger rows written before "jobs" was recorded: the study ran two single-thread runs at once
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "MINIDP_NUM_THREADS": "1"}
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # a lone run's defaults (the caller's win)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -268,14 +269,17 @@ class Child:
             return False
 
     def terminate(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM to a run still going (it checkpoints). Not Popen.send_signal: that reaps an exited child
+        itself, and its CPU time, which only wait4 in ``poll`` reads, would be lost."""
+        if self.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
 
 
 def launch_child(cmd: list, spec, root: Path, *, one_thread: bool = True) -> Child:
-    """Start one run in ``root`` with it on PYTHONPATH: one BLAS thread whatever the caller's environment says
-    (runs side by side), or with ``one_thread=False`` (a lone run) the caller's thread settings, 1 where unset."""
-    threads = ONE_THREAD if one_thread else {k: os.environ.get(k, v) for k, v in ONE_THREAD.items()}
+    """Start one run in ``root`` with it on PYTHONPATH: every thread pool at one thread whatever the caller's
+    environment says (a window's runs), or with ``one_thread=False`` (the plain study's lone run) the caller's
+    thread settings, with only the BLAS pools defaulting to one thread where unset."""
+    threads = ONE_THREAD if one_thread else {k: os.environ.get(k, "1") for k in BLAS_THREADS}
     env = {**os.environ, **threads, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     spec.path.mkdir(parents=True, exist_ok=True)
     log = spec.path / "study.log"

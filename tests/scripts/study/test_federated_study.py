@@ -212,7 +212,14 @@ def test_the_report_says_when_the_non_private_arm_is_not_a_cap():
     said = federated_report.cap_check(arms, [pair])
     assert said.startswith("NOT a cap") and "DP-FedAvg-LoRA" in said and "DR-Encoder" not in said
     assert "-0.0500" in said and "resolved by the seeds" in said and "not resolved" not in said
-    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86, 0.87])
+    arms["dr_encoder"] = _arm("DR-Encoder", [0.90, 0.91, 0.92])   # above the cap, which is above DP-FedAvg
+    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86, 0.88])
+    finals = {a: dict(zip(v["seeds"], v["final_accuracy"])) for a, v in arms.items()}
+    pair = {"a": "dp_fedavg", "b": "nonprivate_fedavg", "complete": True,
+            **federated_report.paired(finals["dp_fedavg"], finals["nonprivate_fedavg"])}
+    said = federated_report.cap_check(arms, [pair])
+    assert "DR-Encoder ends above" in said and "(above DP-FedAvg, resolved by the seeds)" in said
+    arms["dr_encoder"] = _arm("DR-Encoder", [0.70, 0.71, 0.72])
     assert "bounds them here" in federated_report.cap_check(arms, [])
     arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86])
     assert federated_report.cap_check(arms, []).startswith("not yet")

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -313,7 +315,7 @@ def test_runs_import_minidp_from_the_code_tree_and_the_ledger_names_its_commit(t
     (tmp_path / "runs").mkdir()
     assert reproduce.run_window(reproduce.load_plan(args.plan, []), tmp_path / "runs", args, reproduce.Interrupt(),
                                 clock=clock, git=FakeGit(), report=lambda: []) == 0
-    assert launched == [(tree.resolve(), False)]  # a lone run keeps the caller's BLAS threads
+    assert launched == [(tree.resolve(), True)]  # a window's runs: one thread each, even at --jobs 1
     row = json.loads((tmp_path / "records" / "ledger.jsonl").read_text().splitlines()[0])
     assert row["code_commit"] == "sha-of-study-tree"
     assert reproduce.runs_code_tree(reproduce.parse_args(argv[:-6])) == reproduce.ROOT  # default: its own checkout
@@ -328,6 +330,7 @@ def test_a_code_tree_without_minidp_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "records").exists()
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 def test_code_commit_names_the_checkouts_head_and_marks_a_modified_minidp(tmp_path, monkeypatch):
     import subprocess  # noqa: PLC0415
     repo = tmp_path / "repo"
@@ -349,10 +352,41 @@ def test_code_commit_names_the_checkouts_head_and_marks_a_modified_minidp(tmp_pa
 def test_side_by_side_runs_get_one_blas_thread_and_a_lone_run_the_callers(tmp_path, monkeypatch):
     monkeypatch.setattr(study_window, "Child", lambda cmd, log, cwd, env: env)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.setenv("MINIDP_NUM_THREADS", "2")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     spec = type("Spec", (), {"path": tmp_path / "run"})()
     side = study_window.launch_child(["python"], spec, tmp_path)
     lone = study_window.launch_child(["python"], spec, tmp_path, one_thread=False)
     assert side["OPENBLAS_NUM_THREADS"] == "1" and side["OMP_NUM_THREADS"] == "1"
     assert lone["OPENBLAS_NUM_THREADS"] == "2" and lone["OMP_NUM_THREADS"] == "1"  # unset: 1
+    assert lone["MINIDP_NUM_THREADS"] == "2" and side["MINIDP_NUM_THREADS"] == "1"  # its own pool: the caller's
     assert lone["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path)
+
+
+def test_a_plain_study_whose_runs_folder_is_its_records_under_another_spelling_writes_one_row(tmp_path,
+                                                                                            monkeypatch):
+    """--records naming the runs directory by another path is the plain study: one ledger row per attempt and
+    nothing copied onto itself."""
+    plan_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = reproduce.parse_args(["--runs-dir", "runs", "--plan", "plan.json", "--records", "./runs/../runs",
+                                 "--reports", "reports", "--max-runs", "2"])
+    (tmp_path / "runs").mkdir()
+    clock = FakeClock()
+    assert reproduce.run_window(reproduce.load_plan(args.plan, []), Path("runs"), args, reproduce.Interrupt(),
+                                clock=clock, launch=FakeRunner(clock), git=FakeGit(), report=lambda: []) == 0
+    rows = (tmp_path / "runs" / "ledger.jsonl").read_text().splitlines()
+    assert [json.loads(r)["run"] for r in rows] == ["val/ft_lr0.001/seed0", "val/ft_lr0.01/seed0"]
+
+
+def test_terminating_a_run_that_already_ended_keeps_its_cpu_time(tmp_path):
+    """A stop signal reaching a child that has exited but is not yet reaped must not reap it behind wait4's
+    back (the ledger's CPU seconds would be lost)."""
+    child = study_window.Child([sys.executable, "-c", "pass"], tmp_path / "log", tmp_path, dict(os.environ))
+    stat = Path(f"/proc/{child.proc.pid}/stat")
+    for _ in range(600):  # until it is a zombie: exited, not reaped
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    child.terminate()
+    assert child.poll() == 0 and child.cpu_seconds is not None

@@ -15,7 +15,8 @@ lives in the repository (``--records``, e.g. reports/records/study3ep), never on
                    SIGTERM (it checkpoints) and the window ends
 
 Expected wall time of a run = its steps left x its median wall seconds per step x (1 + margin). The rate is
-read from the ledger's finished fresh runs at this many concurrent runs, for the run's own task and arm; a pair
+read from the ledger's finished fresh runs at this many concurrent runs (full runs before searches, whose
+smaller evaluation split makes their steps faster), for the run's own task and arm; a pair
 with no finished run takes the median of its task's other arms (a step's cost follows the task's sequence
 lengths far more than the arm: a tweets step costs about 4 SST-2 steps), then the arm's rate on other tasks,
 then the slowest rate known.
@@ -107,9 +108,9 @@ def seconds_per_step(rows: list[dict], records: Path, jobs: int, task_of=lambda 
     """{(task, arm): median wall seconds per step} over the ledger's finished fresh runs made at ``jobs``
     concurrent runs (rows without "jobs" count as EARLIER_JOBS); a pair never run at ``jobs`` takes its median
     over every concurrency (at more runs at once a step is slower: the estimate errs long). ``task_of`` maps a
-    run's setting to its task (the plan's "task"); search runs count under their arm ('ft_lr0.003' -> 'ft')."""
-    at_jobs: dict[tuple, list[float]] = {}
-    at_any: dict[tuple, list[float]] = {}
+    run's setting to its task (the plan's "task"). Search runs count under their arm ('ft_lr0.003' -> 'ft') only
+    while the pair has no finished full run: a search evaluates a smaller split, so its steps run faster."""
+    found: dict[tuple, dict[tuple, list[float]]] = {}  # key -> {(is_search, at_jobs): rates}
     for row in rows:
         if row.get("action") != "fresh" or not row.get("finished"):
             continue
@@ -118,10 +119,13 @@ def seconds_per_step(rows: list[dict], records: Path, jobs: int, task_of=lambda 
             continue
         key = (task_of(row["run"].split("/")[0]), arm_of(row["run"]).split("_lr")[0])
         rate = float(row["wall_seconds"]) / steps
-        at_any.setdefault(key, []).append(rate)
+        kinds = found.setdefault(key, {})
+        search = row.get("phase") == "lr_search"
+        kinds.setdefault((search, False), []).append(rate)
         if int(row.get("jobs", EARLIER_JOBS)) == jobs:
-            at_jobs.setdefault(key, []).append(rate)
-    return {key: statistics.median(at_jobs.get(key) or v) for key, v in at_any.items()}
+            kinds.setdefault((search, True), []).append(rate)
+    preference = ((False, True), (False, False), (True, True), (True, False))  # full runs first, then at jobs
+    return {key: statistics.median(next(kinds[k] for k in preference if k in kinds)) for key, kinds in found.items()}
 
 
 def rate_for(task, arm: str, rates: dict):

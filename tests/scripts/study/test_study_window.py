@@ -390,3 +390,15 @@ def test_terminating_a_run_that_already_ended_keeps_its_cpu_time(tmp_path):
         time.sleep(0.05)
     child.terminate()
     assert child.poll() == 0 and child.cpu_seconds is not None
+
+
+def test_a_full_runs_rate_wins_over_its_searches(tmp_path):
+    """Searches evaluate a smaller split, so their steps are faster than a full run's: once a (task, arm) has a
+    finished full run its rate comes from full runs alone."""
+    search = [{"run": f"val/lora_lr{lr}/seed0", "phase": "lr_search", "action": "fresh", "finished": True,
+               "wall_seconds": 520, "steps": 20, "jobs": 2} for lr in (0.003, 0.01, 0.03)]
+    full = {"run": "main/lora/seed0", "phase": "tweets", "action": "fresh", "finished": True, "wall_seconds": 4200,
+            "steps": 100, "jobs": 2}
+    task = {"val": "tweets", "main": "tweets"}.get
+    assert study_window.seconds_per_step(search, tmp_path, 2, task_of=task) == {("tweets", "lora"): 26.0}
+    assert study_window.seconds_per_step(search + [full], tmp_path, 2, task_of=task) == {("tweets", "lora"): 42.0}

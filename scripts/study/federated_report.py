@@ -125,7 +125,7 @@ def cap_check(arms: dict, comparisons: list) -> str:
     cap = arms.get(NONPRIVATE)
     private = {a: v for a, v in arms.items() if a != NONPRIVATE and v["complete"]}
     if cap is None or not cap["complete"] or not private:
-        return f"not yet: the non-private arm and the private arms need {MIN_SEEDS} seeds each"
+        return f"not yet: the non-private arm and at least one private arm need {MIN_SEEDS} seeds each"
     above = [v["label"] for v in private.values() if v["final"]["mean"] > cap["final"]["mean"]]
     if not above:
         return (f"every private arm with {MIN_SEEDS} seeds ends at or below the non-private arm "

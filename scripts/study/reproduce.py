@@ -411,7 +411,7 @@ def records_dir(args, runs_dir: Path) -> Path:
 
 def runs_code_tree(args) -> Path:
     """The checkout the runs import minidp from: --code-tree, else this script's repository."""
-    return Path(args.code_tree).resolve() if getattr(args, "code_tree", None) else ROOT
+    return Path(args.code_tree).resolve() if args.code_tree else ROOT
 
 
 def code_commit(tree: Path):
@@ -734,15 +734,16 @@ def main(argv=None) -> int:
                                                             "  " + " ".join(command_for(r, act, "python"))
                                                             if act != "finished" else ""))
         return 0
-    report = None  # a window regenerates its reports from the records (and the reports that embed them)
-    if args.records is None:  # the plain study: from the runs directory, with the command as given
-        report = lambda: study_report.write_reports(  # noqa: E731
+    def plain_study_report():  # from the runs directory, with the command as given
+        return study_report.write_reports(
             plan, runs_dir, Path(args.reports), command=command,
             runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]), lr_record=search_record(plan, runs_dir),
             archive=args.archive)
+
     holder = lock(runs_dir)
-    try:
-        return run_window(plan, runs_dir, args, Interrupt(), report=report)
+    try:  # a window regenerates its reports from the records (and the reports that embed them): its default
+        return run_window(plan, runs_dir, args, Interrupt(),
+                          report=plain_study_report if args.records is None else None)
     finally:
         holder.close()
 

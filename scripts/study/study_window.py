@@ -16,10 +16,9 @@ lives in the repository (``--records``, e.g. reports/records/study3ep), never on
 
 Expected wall time of a run = its steps left x its median wall seconds per step x (1 + margin). The rate is
 read from the ledger's finished fresh runs at this many concurrent runs (full runs before searches, whose
-smaller evaluation split makes their steps faster), for the run's own task and arm; a pair
-with no finished run takes the median of its task's other arms (a step's cost follows the task's sequence
-lengths far more than the arm: a tweets step costs about 4 SST-2 steps), then the arm's rate on other tasks,
-then the slowest rate known.
+smaller evaluation split makes their steps faster), for the run's own task and arm; a pair with no finished
+run takes the median of its task's other arms (a step's cost follows the task's sequence lengths far more than
+the arm: in the ledger a tweets step costs 4-6 SST-2 steps), then the arm's rate on other tasks, then the slowest rate.
 Time the study spends stopped (SIGSTOP, e.g. while a benchmark runs) extends the deadline: the scheduler sees
 either a gap between its polls far longer than the poll interval (it was stopped itself) or every child in
 state T (only the children were stopped).
@@ -168,7 +167,7 @@ def steps_logged(run_dir: Path) -> int:
 
 
 def expected_seconds(spec, plan: dict, records: Path, rates: dict):
-    """Expected wall seconds for ``spec`` (None: unknown, as when nothing has run at this concurrency yet)."""
+    """Expected wall seconds for ``spec`` (None: unknown, as when the ledger has no finished fresh run)."""
     steps = planned_steps(spec, plan, records)
     task = plan["settings"].get(spec.setting, {}).get("task")
     rate = rate_for(task, spec.arm.split("_lr")[0], rates)

@@ -117,7 +117,10 @@ def compare_setting(setting: str, plan: dict, runs: list[dict], command: str,
     if planned_steps and planned_steps not in checkpoints:
         checkpoints.append(planned_steps)
     setting_plan = plan["settings"][setting]
-    first = next((r["summary"] for rs in finished.values() for r in rs), None) or {}
+    # the header states the private arms' σ and ε: a non-private arm (σ = 0, ε None) is read only when no
+    # private arm has finished
+    summaries = [r["summary"] for rs in finished.values() for r in rs]
+    first = next((s for s in summaries if s.get("noise_multiplier")), None) or next(iter(summaries), {})
     report = {
         "task": setting_plan["task"], "setting": setting, "epsilon": setting_plan["epsilon"],
         "model": plan["variables"].get("model"), "batch_size": first.get("expected_batch_size",

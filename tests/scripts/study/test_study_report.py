@@ -225,3 +225,14 @@ def test_an_optional_arm_is_outside_a_settings_completeness_check():
     assert done["incomplete"] is False
     assert report_setting.compare_setting("s", PLAN, runs, "cmd", reference=("ft", "rmt"), required=required_arms(
         {}, "s", [r["arm"] for r in runs]))["incomplete"] is True
+
+
+def test_the_header_states_a_private_arms_sigma_and_epsilon():
+    """A setting whose non-private arm comes first (σ = 0, ε None) still states the private arms' σ and ε."""
+    nonprivate = fake_run("nonprivate", 0, {10: 0.8})
+    nonprivate["summary"].update(noise_multiplier=0.0, epsilon=None)
+    runs = [nonprivate] + [fake_run(a, 0, {10: 0.7}) for a in ("ft", "rmt")]
+    r = report_setting.compare_setting("s", PLAN, runs, "cmd", reference=("ft", "rmt"))
+    assert r["noise_multiplier"] == 0.7 and r["epsilon_spent"] == 3.0
+    alone = report_setting.compare_setting("s", PLAN, [nonprivate], "cmd", reference=("ft", "rmt"))
+    assert alone["noise_multiplier"] == 0.0 and alone["epsilon_spent"] is None

@@ -41,7 +41,12 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
     except (OSError, ValueError):
         pass
     rows = read_jsonl(path / "metrics.jsonl") + read_jsonl(path / "metrics_nonprivate.jsonl")
+    try:
+        fallback = (json.loads((path / "config.json").read_text()).get("denoise") or {}).get("fallback")
+    except (OSError, ValueError):
+        fallback = None
     curve, step_seconds, gains, cos_noisy, kept = {}, {}, {}, {}, {}
+    denoised = {}  # "encoder" | "head": [matrix-steps with ≥ 1 component kept, matrix-steps denoised]
     final = None
     for row in rows:
         step = row.get("step")
@@ -52,6 +57,10 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
                 curve[step] = row["eval"].get("accuracy")
         if "denoise_kept_total" in row:
             kept[step] = row["denoise_kept_total"]
+        for name, n in (row.get("denoise_kept") or {}).items():  # per matrix: components kept at this step
+            part = denoised.setdefault("encoder" if ".encoder." in name else "head", [0, 0])
+            part[0] += int(n > 0)
+            part[1] += 1
         if "seconds" in row:
             step_seconds[step] = row["seconds"]
         diag = row.get("diagnostics_non_private")
@@ -70,6 +79,7 @@ def load_run(spec, ledger_rows: list[dict]) -> dict:
         "steps_logged": len(step_seconds),
         "gain": dict(sorted((int(k), v) for k, v in gains.items() if v is not None)),
         "kept": dict(sorted((int(k), int(v)) for k, v in kept.items())),
+        "denoised_matrices": denoised, "denoise_fallback": fallback,
         "wall_seconds": float(sum(r.get("wall_seconds", 0.0) for r in attempts)),
         "cpu_seconds": float(sum(r.get("cpu_seconds") or 0.0 for r in attempts)),  # None: not measured
         "attempts": len(attempts), "command": attempts[-1]["command"] if attempts else None,

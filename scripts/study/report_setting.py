@@ -66,6 +66,12 @@ def _add_arm(report: dict, key: str, arm: str, rs: list[dict], checkpoints: list
             "steps_with_kept": [len(a) for a in active], "last_step_with_kept": [max(a) if a else None
                                                                                 for a in active],
             "kept_total": [int(sum(r["kept"].values())) for r in rs],
+            # share of matrix-steps the denoiser changed (≥ 1 component kept), per seed; the rest fall back to
+            # the config's `fallback` (the study's: the noisy matrix unchanged)
+            "changed_share": {part: [round(r["denoised_matrices"][part][0] / r["denoised_matrices"][part][1], 4)
+                                     if r.get("denoised_matrices", {}).get(part) else None for r in rs]
+                              for part in ("encoder", "head")},
+            "fallback": sorted({str(r.get("denoise_fallback")) for r in rs}),
             "mean_kept_per_step": {str(s): float(np.mean([r["kept"].get(s, 0) for r in rs]))
                                    for s in sorted({s for r in rs for s in r["kept"]})}}
     report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
@@ -220,6 +226,12 @@ def setting_markdown(r: dict, name: str) -> str:
         for arm, a in r["denoiser_activity"].items():
             lines.append(f"- {arm}: kept components in {a['steps_with_kept']} of {r['planned_steps']} steps per seed "
                          f"(last at step {a['last_step_with_kept']}); components kept in total {a['kept_total']}")
+            share = a.get("changed_share") or {}
+            if any(v is not None for vs in share.values() for v in vs):
+                lines.append(f"  - share of matrix updates it changed (≥ 1 component kept), per seed: encoder "
+                             f"{share['encoder']}, head (classifier, pooler) {share['head']}; the others took the "
+                             f"fallback {'/'.join(a.get('fallback') or ['—'])} (noisy: the released matrix "
+                             f"unchanged)")
     lines += ["", f"Paired difference {ref['denoised']} − {ref['baseline']} at the end: {fmt_ci(r['paired_final'])}",
               ""]
     others = {arm: pd for arm, pd in (r.get("paired_vs_baseline") or {}).items() if arm != ref["denoised"]}

@@ -236,3 +236,26 @@ def test_the_header_states_a_private_arms_sigma_and_epsilon():
     assert r["noise_multiplier"] == 0.7 and r["epsilon_spent"] == 3.0
     alone = report_setting.compare_setting("s", PLAN, [nonprivate], "cmd", reference=("ft", "rmt"))
     assert alone["noise_multiplier"] == 0.0 and alone["epsilon_spent"] is None
+
+
+def test_the_denoisers_share_of_changed_matrices_per_part(tmp_path):
+    """load_run counts, per seed, the matrix updates with ≥ 1 kept component, the encoder's apart from the head's,
+    and the setting report states both shares and the fallback the other matrices took."""
+    import json  # noqa: PLC0415
+    from scripts.study._report_runs import load_run  # noqa: PLC0415
+    enc, head = "bert.encoder.layer.0.attention.self.query.weight", "classifier.weight"
+    rows = [{"step": 1, "denoise_kept": {enc: 0, head: 2}, "denoise_kept_total": 2},
+            {"step": 2, "denoise_kept": {enc: 1, head: 1}, "denoise_kept_total": 2},
+            {"step": 2, "eval": {"accuracy": 0.7}, "final": True}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "config.json").write_text(json.dumps({"denoise": {"fallback": "noisy"}}))
+    (tmp_path / "summary.json").write_text(json.dumps({"steps": 2, "noise_multiplier": 0.7, "epsilon": 3.0, "delta": 1e-6}))
+    run = load_run(SimpleNamespace(path=tmp_path, name="s/rmt/seed0", setting="s", arm="rmt", seed=0,
+                                   role="rmt"), [])
+    assert run["denoised_matrices"] == {"encoder": [1, 2], "head": [2, 2]} and run["denoise_fallback"] == "noisy"
+    runs = [run, fake_run("ft", 0, {2: 0.69})]
+    r = report_setting.compare_setting("s", PLAN, runs, "cmd", reference=("ft", "rmt"))
+    activity = r["denoiser_activity"]["denoised"]
+    assert activity["changed_share"] == {"encoder": [0.5], "head": [1.0]} and activity["fallback"] == ["noisy"]
+    assert "encoder [0.5], head (classifier, pooler) [1.0]; the others took the fallback noisy" in \
+        report_setting.setting_markdown(r, "s")

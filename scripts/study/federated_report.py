@@ -23,7 +23,7 @@ from scripts.study._study_stats import MIN_SEEDS, mean_sd, paired
 COMPARISONS = (  # (a, b): b − a, paired over seeds
     ("dp_fedavg", "dr_encoder"), ("dp_fedavg", "fedcg"), ("dp_fedavg", "dr_encoder_rmt"),
     ("dp_fedavg", "dp_fedavg_rmt"), ("dr_encoder", "dr_encoder_rmt"), ("fedcg", "dr_encoder"),
-    ("dp_fedavg", "nonprivate_fedavg"))
+    ("dp_fedavg", "nonprivate_fedavg"), ("dp_fedavg", "clipped_fedavg"))
 
 
 def _read(path: Path):
@@ -61,7 +61,8 @@ def collect(plan: dict, records: Path) -> dict:
         privacy = [r["summary"]["privacy"] for r in runs.values()]
         first = next(iter(runs.values()), None)
         arms[arm] = {
-            "label": spec["label"], "seeds": sorted(finals), "final_accuracy": [finals[s] for s in sorted(finals)],
+            "label": spec["label"], "private": "--non-private" not in spec["flags"], "about": spec.get("about"),
+            "seeds": sorted(finals), "final_accuracy": [finals[s] for s in sorted(finals)],
             "final": mean_sd(finals.values()), "complete": len(finals) >= MIN_SEEDS,
             "accuracy_per_round": {str(t): mean_sd([r["curve"].get(t) for r in runs.values()]) for t in rounds},
             "bytes_per_client": first["summary"]["bytes_per_client"] if first else None,
@@ -80,7 +81,7 @@ def collect(plan: dict, records: Path) -> dict:
             "searches": searches(plan, records), "arms": arms, "paired": comparisons,
             "epsilon": target_epsilon(plan), "complete": all(a["complete"] for a in arms.values()),
             "verdict": verdict(arms, comparisons, target_epsilon(plan)),
-            "cap": cap_check(arms, comparisons)}
+            "cap": cap_check(arms, comparisons), "noise_cost": noise_cost(arms, comparisons)}
 
 
 def searches(plan: dict, records: Path) -> list[dict]:
@@ -123,7 +124,7 @@ def cap_check(arms: dict, comparisons: list) -> str:
     accuracy is above its own, and non-private − DP-FedAvg's paired interval. Nothing is said until the
     non-private arm and at least one private arm have MIN_SEEDS seeds."""
     cap = arms.get(NONPRIVATE)
-    private = {a: v for a, v in arms.items() if a != NONPRIVATE and v["complete"]}
+    private = {a: v for a, v in arms.items() if v["private"] and v["complete"]}
     if cap is None or not cap["complete"] or not private:
         return f"not yet: the non-private arm and at least one private arm need {MIN_SEEDS} seeds each"
     above = [v["label"] for v in private.values() if v["final"]["mean"] > cap["final"]["mean"]]
@@ -144,6 +145,24 @@ def cap_check(arms: dict, comparisons: list) -> str:
             f"is a reference run of this protocol, not an upper bound on what the model can reach")
 
 
+CLIPPED = "clipped_fedavg"  # the private arms' update rule without its noise (NOT private)
+
+
+def noise_cost(arms: dict, comparisons: list) -> str:
+    """What the noise costs DP-FedAvg-LoRA, in words: the clipped noise-free arm (same clipping, divisor and
+    server lr, σ = 0) − DP-FedAvg-LoRA, paired over seeds. Nothing is said until both have MIN_SEEDS seeds."""
+    pair = next((c for c in comparisons if (c["a"], c["b"]) == ("dp_fedavg", CLIPPED)), None)
+    if pair is None or not pair["complete"] or not pair.get("ci95"):
+        return f"not yet: the clipped noise-free arm and DP-FedAvg-LoRA need {MIN_SEEDS} seeds each"
+    lo, hi = pair["ci95"]
+    words = ("the noise costs DP-FedAvg-LoRA accuracy, resolved by the seeds" if lo > 0 else
+             "DP-FedAvg-LoRA ends above its own noise-free run, resolved by the seeds" if hi < 0 else
+             "no cost of the noise the seeds can resolve")
+    return (f"{arms[CLIPPED]['label']} − DP-FedAvg-LoRA (the same clipping to C, divisor qK and server learning "
+            f"rate, σ = 0): {pair['mean']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}] over {len(pair['seeds'])} "
+            f"paired seeds: {words}")
+
+
 def markdown(data: dict, command: str) -> str:
     arms = data["arms"]
     lines = ["# Federated fine-tuning with client-level DP: DR-Encoder beside DP-FedAvg-LoRA and a FedCG-style "
@@ -152,13 +171,15 @@ def markdown(data: dict, command: str) -> str:
              f"What is private: each run of a private arm spends client-level ε = {data['epsilon']} under "
              "add/remove-one-client adjacency, σ calibrated by the RDP accountant for all its rounds (the "
              "guarantee); the GDP ε beside it is the central-limit approximation (Bu et al. 2020), not an upper "
-             "bound. Central DP: the server is trusted with the clipped contributions. The non-private arm is NOT "
-             "private (the cap). Not counted in ε: the server-learning-rate searches (runs on the same clients' "
+             "bound. Central DP: the server is trusted with the clipped contributions. The non-private arms (the "
+             "unclipped reference and the clipped noise-free diagnostic) are NOT private. Not counted in ε: the server-learning-rate searches (runs on the same clients' "
              "data; their validation examples are client data in the main runs). Every run is "
              "seeded (`--seed k`), so its noise is reproducible: experiments only, NOT private against anyone "
              "who knows the seed. docs/federated.md gives every design choice.", "",
              "## Verdict", "", f"**DR-Encoder vs DP-FedAvg:** {data['verdict']}.", "",
              f"**The non-private reference:** {data['cap']}.", "",
+             f"**What the noise costs:** {data['noise_cost']}.", "",
+             *[line for a in arms.values() if a.get("about") for line in (f"{a['label']}: {a['about']}", "")],
              "## Final held-out accuracy (SST-2 dev)", "",
              "| arm | seeds | final accuracy (mean ± sd) | per seed | ε (RDP) | ε (GDP approx.) | bytes / client / "
              "round | compression | reconstruction error (NOT covered) | s / round |",

@@ -62,6 +62,12 @@ class FedPrivacyConfig:
     non_private: bool = flag("--non-private", False,
                              help="NOT PRIVATE reference: no clipping, σ = 0, nothing accounted; same sampling and "
                              "divisor qK")
+    # with non_private: clip each client's whole contribution to C as the private arms do, σ = 0 still (the
+    # private arms' update rule without its noise: separates what the noise costs from what clipping costs)
+    clip_non_private: bool = flag("--clip-non-private", False,
+                                  help="with --non-private: clip each client's whole contribution to C (--clip) as "
+                                  "the private arms do, still σ = 0 and NOT private: the private update rule "
+                                  "without its noise")
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,8 @@ class FederatedConfig:
         if p.non_private:
             if p.epsilon is not None or p.noise_multiplier is not None:
                 raise ConfigError("privacy: --non-private takes neither --epsilon nor --noise-multiplier")
+        elif p.clip_non_private:
+            raise ConfigError("privacy: --clip-non-private goes with --non-private (a private run always clips)")
         else:
             if p.epsilon is None and p.noise_multiplier is None:
                 raise ConfigError("privacy: give --epsilon or --noise-multiplier (or --non-private)")

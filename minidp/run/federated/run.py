@@ -82,12 +82,15 @@ class PrivacyPlan:
     mu_gdp: float | None  # μ by the CLT (an approximation)
     epsilon_gdp_approx: float | None
     seed: int | None
+    clipped: bool = True  # each client's whole contribution clipped to C (False only for the unclipped reference)
 
     def statement(self) -> str:
         if not self.private:
+            clipping = (f"each client's whole contribution clipped to C = {self.max_grad_norm:g} as in the private "
+                        f"arms (--clip-non-private)" if self.clipped else "no clipping")
             return (f"NOT PRIVATE: a non-private federated reference (--non-private): {self.rounds} rounds, "
                     f"client rate q = {self.sample_rate:g}, K = {self.clients}, the sum divided by qK as in the "
-                    f"private arms, but no clipping, σ = 0 and no accounting: NO guarantee (ε = ∞)")
+                    f"private arms, but {clipping}, σ = 0 and no accounting: NO guarantee (ε = ∞)")
         target = "" if self.target_epsilon is None else f" (target ε = {self.target_epsilon:g})"
         text = (f"privacy: client-level (ε = {self.epsilon_rdp:.4f}, δ = {self.delta:.3g})-DP{target} under "
                 f"add/remove-one-CLIENT adjacency, RDP accountant (order {self.order:g}), for {self.rounds} rounds "
@@ -110,7 +113,7 @@ def plan_privacy(config: FederatedConfig) -> PrivacyPlan:
     delta = p.delta if p.delta is not None else 1.0 / K ** 2
     if p.non_private:
         return PrivacyPlan(False, 0.0, q, T, K, delta, p.max_grad_norm, None, None, None, None, None,
-                           config.run.seed)
+                           config.run.seed, clipped=p.clip_non_private)
     sigma = float(p.noise_multiplier) if p.noise_multiplier is not None else \
         float(get_noise_multiplier(p.epsilon, delta, q, T))
     accountant = RDPAccountant()
@@ -224,7 +227,7 @@ def one_round(t: int, fed: Federation, global_params: dict, zero_wire: dict, acc
         errors.append(codec.reconstruction_error(update))
         if loss is not None:
             losses.append(loss)
-    clip = None if not plan.private else plan.max_grad_norm
+    clip = plan.max_grad_norm if plan.clipped else None
     total, norms, factors = aggregation.clipped_sum(wires, zero_wire, clip)
     if plan.private:  # the round's only private release
         released = aggregation.release(total, noise_multiplier=plan.noise_multiplier,
@@ -299,7 +302,7 @@ def run_federated(config: FederatedConfig, *, log=print) -> dict:
     privacy = {"level": "client", "adjacency": "add/remove one client", "model": "central DP (trusted server)",
                "private": plan.private, "delta": plan.delta, "noise_multiplier": plan.noise_multiplier,
                "sample_rate": f.sample_rate, "rounds": f.rounds, "clients": f.clients,
-               "max_grad_norm": plan.max_grad_norm, "target_epsilon": plan.target_epsilon,
+               "max_grad_norm": plan.max_grad_norm, "clipped": plan.clipped, "target_epsilon": plan.target_epsilon,
                "epsilon_rdp": accountant.get_epsilon(plan.delta) if plan.private else None,
                "rdp_order": plan.order, "accountant": "rdp" if plan.private else None,
                "mu_gdp_approx": plan.mu_gdp, "epsilon_gdp_approx": plan.epsilon_gdp_approx,

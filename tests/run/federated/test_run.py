@@ -1,6 +1,7 @@
 """`minidp federated` end to end on the tiny random BERT: files, strict JSON, privacy, bad input, partitions."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -94,6 +95,16 @@ def test_non_private_reference(assets, tmp_path):
     assert summary["privacy"]["private"] is False and summary["privacy"]["epsilon_rdp"] is None
     assert summary["statement"].startswith("NOT PRIVATE")
     assert all("epsilon_rdp" not in r for r in rows(out / "metrics.jsonl"))
+    assert "no clipping" in summary["statement"] and summary["privacy"]["clipped"] is False
+    assert all(r["clipped_fraction"] == 0.0 for r in rows(out / "metrics_nonprivate.jsonl") if r["clients_sampled"])
+    clipped = tmp_path / "clipped"
+    assert main(args(assets, clipped, "--non-private", "--clip-non-private", "--clip", "1e-6",
+                     "--no-save-model")) == 0
+    summary = strict_load((clipped / "summary.json").read_text())
+    assert summary["statement"].startswith("NOT PRIVATE") and "clipped to C = 1e-06" in summary["statement"]
+    assert summary["privacy"]["clipped"] is True and summary["privacy"]["epsilon_rdp"] is None
+    sampled = [r for r in rows(clipped / "metrics_nonprivate.jsonl") if r["clients_sampled"]]
+    assert sampled and all(r["clipped_fraction"] == 1.0 for r in sampled)
 
 
 BAD = {
@@ -110,6 +121,7 @@ BAD = {
     "unknown encoder": (["--encoder", "vae"], "--encoder"),
     "delta 0": (["--delta", "0"], "--delta"),
     "denoise without noise": (["--non-private", "--denoise"], "--denoise"),
+    "clipped reference without --non-private": (["--clip-non-private"], "--clip-non-private"),
     "not a number": (["--rounds", "many"], "--rounds"),
 }
 
@@ -183,9 +195,11 @@ def test_partition_bad_arguments():
         partition([0, 1], clients=2, scheme="dirichlet", alpha=0.0, rng=np.random.default_rng(0))
 
 
-def test_one_client_every_round_is_its_local_training(assets, tmp_path):
+@pytest.mark.parametrize("clip_non_private", [False, True])
+def test_one_client_every_round_is_its_local_training(assets, tmp_path, clip_non_private):
     """K = 1, q = 1, no noise, η_s = 1: the global adapter after a round is the client's own local result
-    (Δ / qK = Δ), which pins the sign and the divisor of the server step."""
+    (Δ / qK = Δ), which pins the sign and the divisor of the server step; with --clip-non-private and C half
+    the update's whole norm, it is the clipped result Δ·C/‖Δ‖ (clipping the whole update, not per matrix)."""
     config = FederatedConfig(
         model=ModelConfig(path=str(assets / "model"), trainable="lora", dtype="float64", max_length=16,
                           lora_rank=2, lora_alpha=4.0),
@@ -197,11 +211,17 @@ def test_one_client_every_round_is_its_local_training(assets, tmp_path):
     fed = fed_run.build(config, log=lambda *_: None)
     initial = {n: fed.model.params[n].copy() for n in fed.model.trainable}
     update, _ = local_update(fed.model, fed.client_data, fed.shards[0], initial, config.local, fed.local_rng)
+    scale = 1.0
+    if clip_non_private:
+        norm = float(np.sqrt(sum(float((to_host(v) ** 2).sum()) for v in update.values())))
+        scale = 0.5 * norm / (norm + 1e-6)  # the flat rule min(1, C / (‖Δ‖ + 1e-6)), C = ‖Δ‖/2
+        config = dataclasses.replace(config, privacy=FedPrivacyConfig(
+            epsilon=None, non_private=True, clip_non_private=True, max_grad_norm=0.5 * norm))
     fed_run.run_federated(config, log=lambda *_: None)
     _, saved = read_adapter(tmp_path / "one" / "model")
     factors = [n for n in update if n.endswith(("lora_A.weight", "lora_B.weight"))]
     assert factors and all(n in saved for n in factors)
-    worst = max(float(np.abs(saved[n] - to_host(initial[n] + update[n])).max()) for n in factors)
+    worst = max(float(np.abs(saved[n] - to_host(initial[n] + scale * update[n])).max()) for n in factors)
     moved = max(float(np.abs(to_host(update[n])).max()) for n in factors)
     print(f"max |saved - (initial + Δ)| = {worst:.1e}; the update moved entries by up to {moved:.1e}")
     assert moved > 1e-3 and worst < 1e-12

@@ -72,9 +72,13 @@ def run_window(tmp: Path, runs: str, *, seconds=600.0, plan=None, **kw):
 def test_the_plan_is_the_issues():
     plan = study.load_plan()
     assert set(plan["arms"]) == {"dp_fedavg", "fedcg", "dr_encoder", "dr_encoder_rmt", "dp_fedavg_rmt",
-                                 "nonprivate_fedavg"}
+                                 "nonprivate_fedavg", "clipped_fedavg"}
     assert len(plan["seeds"]) >= 3
     assert "--epsilon" not in study.arm_flags(plan, "nonprivate_fedavg", plan["setting"])
+    clipped = study.arm_flags(plan, "clipped_fedavg", plan["setting"])
+    assert "--epsilon" not in clipped and {"--non-private", "--clip-non-private"} <= set(clipped)
+    # the clipped diagnostic takes the private arms' server lr: it differs from DP-FedAvg only in the noise
+    assert next(s for s in plan["searches"] if "dp_fedavg" in s["for"])["for"].count("clipped_fedavg") == 1
     assert "--epsilon" in study.arm_flags(plan, "dr_encoder_rmt", plan["setting"])
     for search in plan["searches"]:
         assert "--validation-fraction" in search["flags"]  # a search never reads the reported set
@@ -197,15 +201,15 @@ def test_update_stats_on_known_updates():
     assert abs(stats["pairwise_cosine_mean"] - (-7 / 25)) < 1e-12
 
 
-def _arm(label, finals):
-    return {"label": label, "seeds": list(range(len(finals))), "final_accuracy": finals,
+def _arm(label, finals, private=True):
+    return {"label": label, "private": private, "seeds": list(range(len(finals))), "final_accuracy": finals,
             "final": {"n": len(finals), "mean": float(np.mean(finals)), "sd": None}, "complete": len(finals) >= 3}
 
 
 def test_the_report_says_when_the_non_private_arm_is_not_a_cap():
     arms = {"dp_fedavg": _arm("DP-FedAvg-LoRA", [0.78, 0.79, 0.80]),
             "dr_encoder": _arm("DR-Encoder", [0.70, 0.71, 0.72]),
-            "nonprivate_fedavg": _arm("FedAvg, NOT private (cap)", [0.73, 0.74, 0.75])}
+            "nonprivate_fedavg": _arm("FedAvg, NOT private (cap)", [0.73, 0.74, 0.75], False)}
     finals = {a: dict(zip(v["seeds"], v["final_accuracy"])) for a, v in arms.items()}
     pair = {"a": "dp_fedavg", "b": "nonprivate_fedavg", "complete": True,
             **federated_report.paired(finals["dp_fedavg"], finals["nonprivate_fedavg"])}
@@ -213,7 +217,7 @@ def test_the_report_says_when_the_non_private_arm_is_not_a_cap():
     assert said.startswith("NOT a cap") and "DP-FedAvg-LoRA" in said and "DR-Encoder" not in said
     assert "-0.0500" in said and "resolved by the seeds" in said and "not resolved" not in said
     arms["dr_encoder"] = _arm("DR-Encoder", [0.90, 0.91, 0.92])   # above the cap, which is above DP-FedAvg
-    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86, 0.88])
+    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86, 0.88], False)
     finals = {a: dict(zip(v["seeds"], v["final_accuracy"])) for a, v in arms.items()}
     pair = {"a": "dp_fedavg", "b": "nonprivate_fedavg", "complete": True,
             **federated_report.paired(finals["dp_fedavg"], finals["nonprivate_fedavg"])}
@@ -221,5 +225,24 @@ def test_the_report_says_when_the_non_private_arm_is_not_a_cap():
     assert "DR-Encoder ends above" in said and "(above DP-FedAvg, resolved by the seeds)" in said
     arms["dr_encoder"] = _arm("DR-Encoder", [0.70, 0.71, 0.72])
     assert "bounds them here" in federated_report.cap_check(arms, [])
-    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86])
+    arms["nonprivate_fedavg"] = _arm("FedAvg, NOT private (cap)", [0.85, 0.86], False)
     assert federated_report.cap_check(arms, []).startswith("not yet")
+
+
+def test_the_report_says_what_the_noise_costs():
+    """The clipped noise-free arm is not private: it is outside the cap check's private arms, and its paired
+    difference to DP-FedAvg-LoRA (b − a) reads as the noise's cost."""
+    arms = {"dp_fedavg": _arm("DP-FedAvg-LoRA", [0.78, 0.79, 0.80]),
+            "nonprivate_fedavg": _arm("FedAvg, NOT private (cap)", [0.83, 0.84, 0.85], False),
+            "clipped_fedavg": _arm("clipped", [0.90, 0.90, 0.90], False)}
+    assert "bounds them here" in federated_report.cap_check(arms, [])  # 0.90 is not a private arm
+    finals = {a: dict(zip(v["seeds"], v["final_accuracy"])) for a, v in arms.items()}
+
+    def pair(b):
+        return {"a": "dp_fedavg", "b": b, "complete": True, **federated_report.paired(finals["dp_fedavg"], finals[b])}
+    said = federated_report.noise_cost(arms, [pair("clipped_fedavg")])
+    assert said.startswith("clipped − DP-FedAvg-LoRA") and "+0.1100" in said and "the noise costs" in said
+    finals["clipped_fedavg"] = {0: 0.78, 1: 0.80, 2: 0.79}
+    assert "no cost of the noise the seeds can resolve" in federated_report.noise_cost(arms, [pair("clipped_fedavg")])
+    arms["clipped_fedavg"] = _arm("clipped", [0.9, 0.9], False)
+    assert federated_report.noise_cost(arms, []).startswith("not yet")

@@ -191,6 +191,9 @@ def identical_words(r: dict) -> str:
 
 
 
+PART_WORDS = {"encoder": "encoder", "head": "head (classifier, pooler)"}
+
+
 def setting_markdown(r: dict, name: str) -> str:
     status = ("**INCOMPLETE** (fewer than 3 finished seeds in an arm): numbers are listed, no conclusion is "
               "drawn." if r["incomplete"] else "complete (≥ 3 finished seeds per arm).")
@@ -226,12 +229,13 @@ def setting_markdown(r: dict, name: str) -> str:
         for arm, a in r["denoiser_activity"].items():
             lines.append(f"- {arm}: kept components in {a['steps_with_kept']} of {r['planned_steps']} steps per seed "
                          f"(last at step {a['last_step_with_kept']}); components kept in total {a['kept_total']}")
-            share = a.get("changed_share") or {}
-            if any(v is not None for vs in share.values() for v in vs):
-                lines.append(f"  - share of matrix updates it changed (≥ 1 component kept), per seed: encoder "
-                             f"{share['encoder']}, head (classifier, pooler) {share['head']}; the others took the "
-                             f"fallback {'/'.join(a.get('fallback') or ['—'])} (noisy: the released matrix "
-                             f"unchanged)")
+            share = {part: vs for part, vs in (a.get("changed_share") or {}).items()
+                     if any(v is not None for v in vs)}  # a part no matrix of which was trained is left out
+            if share:
+                words = ", ".join(f"{PART_WORDS[part]} {vs}" for part, vs in share.items())
+                lines.append(f"  - share of matrix updates it changed (≥ 1 component kept), per seed: {words}; the "
+                             f"others took the fallback {'/'.join(a.get('fallback') or ['—'])} (noisy: the released "
+                             f"matrix unchanged)")
     lines += ["", f"Paired difference {ref['denoised']} − {ref['baseline']} at the end: {fmt_ci(r['paired_final'])}",
               ""]
     others = {arm: pd for arm, pd in (r.get("paired_vs_baseline") or {}).items() if arm != ref["denoised"]}

@@ -172,7 +172,8 @@ def markdown(data: dict, command: str) -> str:
              "add/remove-one-client adjacency, σ calibrated by the RDP accountant for all its rounds (the "
              "guarantee); the GDP ε beside it is the central-limit approximation (Bu et al. 2020), not an upper "
              "bound. Central DP: the server is trusted with the clipped contributions. The non-private arms (the "
-             "unclipped reference and the clipped noise-free diagnostic) are NOT private. Not counted in ε: the server-learning-rate searches (runs on the same clients' "
+             "unclipped reference and the clipped noise-free diagnostic) are NOT private. Not counted in ε: the "
+             "server-learning-rate searches (runs on the same clients' "
              "data; their validation examples are client data in the main runs). Every run is "
              "seeded (`--seed k`), so its noise is reproducible: experiments only, NOT private against anyone "
              "who knows the seed. docs/federated.md gives every design choice.", "",

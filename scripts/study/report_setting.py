@@ -71,7 +71,7 @@ def _add_arm(report: dict, key: str, arm: str, rs: list[dict], checkpoints: list
             "changed_share": {part: [round(r["denoised_matrices"][part][0] / r["denoised_matrices"][part][1], 4)
                                      if r.get("denoised_matrices", {}).get(part) else None for r in rs]
                               for part in ("encoder", "head")},
-            "fallback": sorted({str(r.get("denoise_fallback")) for r in rs}),
+            "fallback": sorted({r["denoise_fallback"] for r in rs if r.get("denoise_fallback")}),
             "mean_kept_per_step": {str(s): float(np.mean([r["kept"].get(s, 0) for r in rs]))
                                    for s in sorted({s for r in rs for s in r["kept"]})}}
     report["wall_seconds"][key] = [r["wall_seconds"] for r in rs]
@@ -192,6 +192,7 @@ def identical_words(r: dict) -> str:
 
 
 PART_WORDS = {"encoder": "encoder", "head": "head (classifier, pooler)"}
+FALLBACK_WORDS = {"noisy": "the released matrix unchanged", "zero": "no update to that matrix"}
 
 
 def setting_markdown(r: dict, name: str) -> str:
@@ -233,9 +234,9 @@ def setting_markdown(r: dict, name: str) -> str:
                      if any(v is not None for v in vs)}  # a part no matrix of which was trained is left out
             if share:
                 words = ", ".join(f"{PART_WORDS[part]} {vs}" for part, vs in share.items())
+                fallback = "/".join(f"{f} ({FALLBACK_WORDS.get(f, f)})" for f in a.get("fallback") or []) or "—"
                 lines.append(f"  - share of matrix updates it changed (≥ 1 component kept), per seed: {words}; the "
-                             f"others took the fallback {'/'.join(a.get('fallback') or ['—'])} (noisy: the released "
-                             f"matrix unchanged)")
+                             f"others took the fallback {fallback}")
     lines += ["", f"Paired difference {ref['denoised']} − {ref['baseline']} at the end: {fmt_ci(r['paired_final'])}",
               ""]
     others = {arm: pd for arm, pd in (r.get("paired_vs_baseline") or {}).items() if arm != ref["denoised"]}

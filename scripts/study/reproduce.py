@@ -462,6 +462,11 @@ def parse_args(argv=None):
     p.add_argument("--minutes", type=float, default=None,
                    help="with --records: start no run whose expected wall time ends past this many minutes from "
                         "launch (time paused with SIGSTOP is added)")
+    p.add_argument("--rate", choices=sorted(study_window.RATE_FIELDS), default="wall",
+                   help="with --minutes: a run's expected time from the ledger's wall seconds per step (what runs "
+                        "took, neighbours' load included: errs long after a crowded window) or its own CPU seconds "
+                        "(right when the study has the machine to itself, one core per job: errs short under "
+                        "outside load)")
     p.add_argument("--grace", type=float, default=10.0,
                    help="with --minutes: a run still going this many minutes past the deadline is stopped "
                         "(SIGTERM: it checkpoints) and the window ends")
@@ -659,7 +664,8 @@ def run_window(plan: dict, runs_dir: Path, args, interrupt: Interrupt, *, clock=
         if left > 0 and len(running) < jobs and (args.max_runs is None or started < args.max_runs):
             rows = read_jsonl(records / "ledger.jsonl")
             rates = study_window.seconds_per_step(
-                rows, records, jobs, task_of=lambda setting: plan["settings"].get(setting, {}).get("task"))
+                rows, records, jobs, task_of=lambda setting: plan["settings"].get(setting, {}).get("task"),
+                measure=args.rate)
             lr, _ = chosen_lr(plan, runs_dir)
             runs = planned_runs(plan, runs_dir, lr)
             pending = [r for r in runs if selected(r, args, runs) and r.name not in running
@@ -723,7 +729,13 @@ def main(argv=None) -> int:
             print(path)
         return 0
     if args.records is None and (args.commit or args.minutes is not None or args.jobs != 1):
-        raise SystemExit("study: --jobs, --minutes and --commit need --records DIR (where finished runs are kept)")
+        print("study: --jobs, --minutes and --commit need --records DIR (where finished runs are kept)",
+              file=sys.stderr)
+        return 2
+    if args.rate == "cpu" and args.jobs > (os.cpu_count() or 1):
+        print(f"study: --rate cpu assumes a core per run, but --jobs {args.jobs} exceeds this machine's "
+              f"{os.cpu_count()} cores (use --rate wall)", file=sys.stderr)
+        return 2
     if args.dry_run:  # each run's action and command; a window's finished runs come from its records
         if args.records is not None:
             study_window.seed_from_records(planned_runs(plan, runs_dir, None), runs_dir, Path(args.records),

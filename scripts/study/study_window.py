@@ -14,11 +14,16 @@ lives in the repository (``--records``, e.g. reports/records/study3ep), never on
     deadline       no new run starts after it; a run still going ``grace`` minutes past it is stopped with
                    SIGTERM (it checkpoints) and the window ends
 
-Expected wall time of a run = its steps left x its median wall seconds per step x (1 + margin). The rate is
+Expected wall time of a run = its steps left x its median seconds per step x (1 + margin). The rate is
 read from the ledger's finished fresh runs at this many concurrent runs (full runs before searches, whose
 smaller evaluation split makes their steps faster), for the run's own task and arm; a pair with no finished
 run takes the median of its task's other arms (a step's cost follows the task's sequence lengths far more than
 the arm: in the ledger a tweets step costs 4-6 SST-2 steps), then the arm's rate on other tasks, then the slowest rate.
+Seconds per step are wall seconds by default (``--rate wall``: what the runs took, including whatever else the
+machine ran beside them, so the estimate errs long after a crowded window). ``--rate cpu`` reads each run's own
+CPU seconds instead: the wall time a single-thread run takes with a core to itself, which is right for a window
+whose machine runs the study alone (jobs <= cores) and errs short under outside load (then the grace stop
+checkpoints the run). In the ledger, runs made with nothing beside them took 1.00-1.01x their CPU time.
 Time the study spends stopped (SIGSTOP, e.g. while a benchmark runs) extends the deadline: the scheduler sees
 either a gap between its polls far longer than the poll interval (it was stopped itself) or every child in
 state T (only the children were stopped).
@@ -103,8 +108,13 @@ def run_steps(records: Path, run_name: str):
         return None
 
 
-def seconds_per_step(rows: list[dict], records: Path, jobs: int, task_of=lambda setting: None) -> dict:
-    """{(task, arm): median wall seconds per step} over the ledger's finished fresh runs made at ``jobs``
+RATE_FIELDS = {"wall": "wall_seconds", "cpu": "cpu_seconds"}  # --rate: which ledger seconds a step costs
+
+
+def seconds_per_step(rows: list[dict], records: Path, jobs: int, task_of=lambda setting: None,
+                     measure: str = "wall") -> dict:
+    """{(task, arm): median seconds per step} (``measure``: "wall" or the run's own "cpu" seconds; a row without
+    them is skipped) over the ledger's finished fresh runs made at ``jobs``
     concurrent runs (rows without "jobs" count as EARLIER_JOBS); a pair never run at ``jobs`` takes its median
     over every concurrency (at more runs at once a step is slower: the estimate errs long). ``task_of`` maps a
     run's setting to its task (the plan's "task"). Search runs count under their arm ('ft_lr0.003' -> 'ft') only
@@ -114,10 +124,11 @@ def seconds_per_step(rows: list[dict], records: Path, jobs: int, task_of=lambda 
         if row.get("action") != "fresh" or not row.get("finished"):
             continue
         steps = row.get("steps") or run_steps(records, row["run"])
-        if not steps:
+        seconds = row.get(RATE_FIELDS[measure])
+        if not steps or seconds is None:
             continue
         key = (task_of(row["run"].split("/")[0]), arm_of(row["run"]).split("_lr")[0])
-        rate = float(row["wall_seconds"]) / steps
+        rate = float(seconds) / steps
         kinds = found.setdefault(key, {})
         search = row.get("phase") == "lr_search"
         kinds.setdefault((search, False), []).append(rate)

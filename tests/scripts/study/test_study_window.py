@@ -94,7 +94,7 @@ def plan_file(tmp: Path) -> Path:
     return path
 
 
-def window(tmp: Path, runs: str, *, minutes=None, jobs=1, commit=False, rate=10.0, records_rows=None):
+def window(tmp: Path, runs: str, *, minutes=None, jobs=1, commit=False, rate=10.0, records_rows=None, rate_from=None):
     """Run one window on fresh runs directory ``runs`` over the shared records; returns (runner, git, output)."""
     records = tmp / "records"
     records.mkdir(exist_ok=True)
@@ -105,6 +105,7 @@ def window(tmp: Path, runs: str, *, minutes=None, jobs=1, commit=False, rate=10.
             "--reports", str(tmp / "reports"), "--jobs", str(jobs)]
     argv += ["--minutes", str(minutes)] if minutes else []
     argv += ["--commit"] if commit else []
+    argv += ["--rate", rate_from] if rate_from else []
     args = reproduce.parse_args(argv)
     plan = reproduce.load_plan(args.plan, [])
     clock, git = FakeClock(), FakeGit()
@@ -402,3 +403,43 @@ def test_a_full_runs_rate_wins_over_its_searches(tmp_path):
     task = {"val": "tweets", "main": "tweets"}.get
     assert study_window.seconds_per_step(search, tmp_path, 2, task_of=task) == {("tweets", "lora"): 26.0}
     assert study_window.seconds_per_step(search + [full], tmp_path, 2, task_of=task) == {("tweets", "lora"): 42.0}
+
+
+def test_rate_cpu_reads_each_runs_own_cpu_seconds_and_skips_rows_without_them(tmp_path):
+    """--rate cpu: a run's estimate from its own CPU seconds per step (a core to itself), not the wall time a
+    crowded window stretched; rows that never recorded CPU time do not count."""
+    rows = [{"run": "s/ft/seed0", "action": "fresh", "finished": True, "wall_seconds": 7000, "cpu_seconds": 4000,
+             "steps": 100, "jobs": 2},
+            {"run": "s/ft/seed1", "action": "fresh", "finished": True, "wall_seconds": 5000, "cpu_seconds": 4200,
+             "steps": 100, "jobs": 2},
+            {"run": "s/lora/seed0", "action": "fresh", "finished": True, "wall_seconds": 3000, "steps": 100,
+             "jobs": 2}]
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=2) == {(None, "ft"): 60.0, (None, "lora"): 30.0}
+    assert study_window.seconds_per_step(rows, tmp_path, jobs=2, measure="cpu") == {(None, "ft"): 41.0}
+
+
+def test_rate_cpu_lets_in_a_run_the_wall_rate_refuses(tmp_path):
+    """The same ledger and deadline: at the wall rate (a crowded window's 20 s/step) no 100-step run fits in
+    25 minutes; at the CPU rate (10 s/step: 1150 s expected) the first does."""
+    plan_file(tmp_path)
+    for name in ("val/ft_lr0.001/seed0", "val/ft_lr0.01/seed0"):
+        (tmp_path / "records" / name).mkdir(parents=True)
+        (tmp_path / "records" / name / "summary.json").write_text(json.dumps(
+            {"steps": 20, "final_eval": {"accuracy": 0.9 if "0.01" in name else 0.8}}))
+    rows = [dict(r, wall_seconds=2000.0, cpu_seconds=1000.0) for r in rows_at(10.0)]
+    wall, _, _ = window(tmp_path, "runs_wall", minutes=25, records_rows=rows)
+    assert not [n for n in wall.started if "/short/" not in n]
+    (tmp_path / "records" / "ledger.jsonl").unlink()
+    cpu, _, _ = window(tmp_path, "runs_cpu", minutes=25, records_rows=rows, rate_from="cpu")
+    assert cpu.started[0] == "main/ft/seed0"
+
+
+def test_bad_window_flags_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    plan_file(tmp_path)
+    base = ["--runs-dir", str(tmp_path / "runs"), "--plan", str(tmp_path / "plan.json")]
+    assert reproduce.main(base + ["--jobs", "2"]) == 2
+    assert "need --records" in capsys.readouterr().err
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert reproduce.main(base + ["--records", str(tmp_path / "rec"), "--jobs", "3", "--rate", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--rate cpu" in err and "--jobs 3" in err

@@ -284,7 +284,24 @@ def readme(plan: dict, settings: dict, ablations: dict, lr_rec: dict, cost: dict
               f"{cost['cpu_hours']:.2f} h, wall time {cost['wall_hours']:.2f} h (RUNS_DIR/ledger.jsonl)."
               + (f" With the archive: {cost['cpu_hours'] + archive['about']['cpu_hours']:.2f} CPU h, "
                  f"{cost['wall_hours'] + archive['about']['wall_hours']:.2f} wall h in all." if archive else ""), ""]
+    lines += cost_table(cost.get("per_arm") or [])
     return "\n".join(lines)
+
+
+def cost_table(per_arm: list[dict]) -> list[str]:
+    """The finished runs' seconds per step by setting and arm (study_report.cost_per_arm), with the load the
+    machine carried: wall time well above CPU time means the run shared its core."""
+    if not per_arm:
+        return []
+    out = ["Seconds per step of the finished runs (every attempt's seconds over their steps; each run one BLAS "
+           "thread; load = the 1-minute load average at the attempts' starts and ends, on 2 cores):", "",
+           "| setting | arm | runs (attempts) | CPU s/step | wall s/step | wall / CPU | load |",
+           "|---|---|---|---|---|---|---|"]
+    for c in per_arm:
+        load = f"{c['load'][0]:.1f}-{c['load'][1]:.1f}" if c["load"] else "—"
+        out.append(f"| {c['setting']} | {c['arm']} | {c['runs']} ({c['attempts']}) | {c['cpu_s_per_step']:.1f} | "
+                   f"{c['wall_s_per_step']:.1f} | {c['wall_s_per_step'] / c['cpu_s_per_step']:.2f} | {load} |")
+    return out + [""]
 
 
 

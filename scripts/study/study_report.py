@@ -45,6 +45,27 @@ def required_arms(plan: dict, setting: str, arms: list) -> tuple:
     return tuple(a for a in dict.fromkeys(arms) if a not in optional)
 
 
+def cost_per_arm(loaded: list[dict], ledger: list[dict]) -> list[dict]:
+    """Per (setting, arm), over its finished runs: CPU and wall seconds per step = (seconds of every attempt of
+    those runs, restarts included) / (their steps), and the load average range the ledger saw at the attempts'
+    starts and ends (what else the machine ran). Rows in the plan's order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in loaded:
+        if r["finished"] and (r["summary"] or {}).get("steps"):
+            groups.setdefault((r["setting"], r["arm"]), []).append(r)
+    out = []
+    for (setting, arm), runs in groups.items():
+        steps = sum(int(r["summary"]["steps"]) for r in runs)
+        names = {r["name"] for r in runs}
+        attempts = [a for a in ledger if a.get("run") in names]
+        loads = [a[k] for a in attempts for k in ("load_start", "load_end") if a.get(k) is not None]
+        out.append({"setting": setting, "arm": arm, "runs": len(runs), "attempts": len(attempts), "steps": steps,
+                    "cpu_s_per_step": sum(r["cpu_seconds"] for r in runs) / steps,
+                    "wall_s_per_step": sum(r["wall_seconds"] for r in runs) / steps,
+                    "load": [min(loads), max(loads)] if loads else None})
+    return out
+
+
 def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str, runs: list, lr_record: dict,
                   archive: Path | None = None):
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +131,8 @@ def write_reports(plan: dict, runs_dir: Path, reports_dir: Path, *, command: str
         written += [png] if png else []
     cost = {"planned": len(loaded), "finished": sum(r["finished"] for r in loaded),
             "cpu_hours": sum(r.get("cpu_seconds") or 0.0 for r in ledger) / 3600,
-            "wall_hours": sum(r.get("wall_seconds", 0.0) for r in ledger) / 3600}
+            "wall_hours": sum(r.get("wall_seconds", 0.0) for r in ledger) / 3600,
+            "per_arm": cost_per_arm([r for r, spec in zip(loaded, runs) if spec.phase != "lr_search"], ledger)}
     regimes = {}
     for name, _ in REGIME_MAPS:
         try:

@@ -259,3 +259,26 @@ def test_the_denoisers_share_of_changed_matrices_per_part(tmp_path):
     assert activity["changed_share"] == {"encoder": [0.5], "head": [1.0]} and activity["fallback"] == ["noisy"]
     assert "encoder [0.5], head (classifier, pooler) [1.0]; the others took the fallback noisy" in \
         report_setting.setting_markdown(r, "s")
+
+
+def test_cost_per_arm_counts_every_attempt_of_the_finished_runs_and_the_load_range():
+    from scripts.study import study_report
+
+    def run(name, arm, finished=True, steps=100, cpu=1000.0, wall=1500.0):
+        return {"name": name, "setting": "s", "arm": arm, "finished": finished,
+                "summary": {"steps": steps} if finished else None, "cpu_seconds": cpu, "wall_seconds": wall}
+    loaded = [run("s/ft/seed0", "ft"), run("s/ft/seed1", "ft", cpu=1200.0, wall=1300.0),
+              run("s/ft/seed2", "ft", finished=False), run("s/lora/seed0", "lora", cpu=500.0, wall=500.0)]
+    ledger = [{"run": "s/ft/seed0", "load_start": 0.5, "load_end": 4.0},
+              {"run": "s/ft/seed1", "load_start": 2.0, "load_end": None},
+              {"run": "s/ft/seed1", "load_start": 1.0, "load_end": 2.5},
+              {"run": "s/ft/seed2", "load_start": 9.0, "load_end": 9.0},  # unfinished: not counted
+              {"run": "s/lora/seed0"}]
+    ft, lora = study_report.cost_per_arm(loaded, ledger)
+    assert ft == {"setting": "s", "arm": "ft", "runs": 2, "attempts": 3, "steps": 200, "cpu_s_per_step": 11.0,
+                  "wall_s_per_step": 14.0, "load": [0.5, 4.0]}
+    assert lora["load"] is None and lora["cpu_s_per_step"] == 5.0
+    table = report_readme.cost_table([ft, lora])
+    assert "| s | ft | 2 (3) | 11.0 | 14.0 | 1.27 | 0.5-4.0 |" in table
+    assert "| s | lora | 1 (1) | 5.0 | 5.0 | 1.00 | — |" in table
+    assert report_readme.cost_table([]) == []

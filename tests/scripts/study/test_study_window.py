@@ -443,3 +443,19 @@ def test_bad_window_flags_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch)
     assert reproduce.main(base + ["--records", str(tmp_path / "rec"), "--jobs", "3", "--rate", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--rate cpu" in err and "--jobs 3" in err
+
+
+def test_a_second_window_over_the_same_records_is_refused(tmp_path):
+    """Two windows with their own runs directories but one records folder would each start the same unfinished
+    run: the records folder is locked like the runs directory."""
+    plan_file(tmp_path)
+    records = tmp_path / "records"
+    records.mkdir()
+    held = reproduce.lock(records)
+    try:
+        with pytest.raises(SystemExit, match="another study process holds"):
+            reproduce.main(["--runs-dir", str(tmp_path / "other_runs"), "--plan", str(tmp_path / "plan.json"),
+                            "--records", str(records), "--reports", str(tmp_path / "reports"), "--max-runs", "0"])
+        reproduce.lock(tmp_path / "other_runs").close()  # ...and its runs directory is let go
+    finally:
+        held.close()

@@ -299,8 +299,9 @@ def cost_table(per_arm: list[dict]) -> list[str]:
            "|---|---|---|---|---|---|---|"]
     for c in per_arm:
         load = f"{c['load'][0]:.1f}-{c['load'][1]:.1f}" if c["load"] else "—"
+        ratio = f"{c['wall_s_per_step'] / c['cpu_s_per_step']:.2f}" if c["cpu_s_per_step"] else "—"  # 0: unmeasured
         out.append(f"| {c['setting']} | {c['arm']} | {c['runs']} ({c['attempts']}) | {c['cpu_s_per_step']:.1f} | "
-                   f"{c['wall_s_per_step']:.1f} | {c['wall_s_per_step'] / c['cpu_s_per_step']:.2f} | {load} |")
+                   f"{c['wall_s_per_step']:.1f} | {ratio} | {load} |")
     return out + [""]
 
 

@@ -752,22 +752,17 @@ def main(argv=None) -> int:
             runs=planned_runs(plan, runs_dir, chosen_lr(plan, runs_dir)[0]), lr_record=search_record(plan, runs_dir),
             archive=args.archive)
 
-    holder = lock(runs_dir)
-    records = records_dir(args, runs_dir)
-    if records != runs_dir:  # one window per records folder: two over the same records would run a run twice
-        records.mkdir(parents=True, exist_ok=True)
-        try:
-            records_holder = lock(records)
-        except SystemExit:
-            holder.close()
-            raise
+    holders = [lock(runs_dir)]
     try:  # a window regenerates its reports from the records (and the reports that embed them): its default
+        records = records_dir(args, runs_dir)
+        if records != runs_dir:  # one window per records folder: two over the same records would run a run twice
+            records.mkdir(parents=True, exist_ok=True)
+            holders.append(lock(records))
         return run_window(plan, runs_dir, args, Interrupt(),
                           report=plain_study_report if args.records is None else None)
     finally:
-        holder.close()
-        if records != runs_dir:
-            records_holder.close()
+        for holder in holders:
+            holder.close()
 
 
 if __name__ == "__main__":

@@ -282,3 +282,5 @@ def test_cost_per_arm_counts_every_attempt_of_the_finished_runs_and_the_load_ran
     assert "| s | ft | 2 (3) | 11.0 | 14.0 | 1.27 | 0.5-4.0 |" in table
     assert "| s | lora | 1 (1) | 5.0 | 5.0 | 1.00 | — |" in table
     assert report_readme.cost_table([]) == []
+    unmeasured = dict(lora, cpu_s_per_step=0.0)  # ledger rows written before CPU time was recorded
+    assert "| s | lora | 1 (1) | 0.0 | 5.0 | — | — |" in report_readme.cost_table([unmeasured])
